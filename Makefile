@@ -1,0 +1,45 @@
+# Two commands on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+RUN_DIR ?= runs/demo
+STAMP := $(VENV)/.installed
+
+.PHONY: demo demo-reddit test test-slow lint types bench clean env
+
+env: $(STAMP)
+
+# torch first, from the local CPU wheel; then the pinned lock; then the package itself.
+$(STAMP): pyproject.toml requirements.lock
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/linksage run --config configs/demo.toml --run-dir $(RUN_DIR)
+
+demo-reddit: $(STAMP)
+	@test -d ../shared/data/reddit-top-2.5m || { echo "../shared/data/reddit-top-2.5m is missing: demo-reddit needs the shared data beside the repository"; exit 1; }
+	$(VENV)/bin/linksage run --config configs/demo-reddit.toml --run-dir runs/demo-reddit
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+types: $(STAMP)
+	$(VENV)/bin/mypy
+
+test: lint types
+	$(VENV)/bin/pytest
+
+test-slow: $(STAMP)
+	$(VENV)/bin/pytest -m slow
+
+bench: $(STAMP)
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf runs .pytest_cache .mypy_cache .ruff_cache

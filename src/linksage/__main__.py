@@ -1,0 +1,5 @@
+import sys
+
+from linksage.cli import main
+
+sys.exit(main())

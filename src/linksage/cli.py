@@ -1,0 +1,111 @@
+"""The ``linksage`` command line. Every command is a function that tests call with an argv list.
+
+linksage run [STAGE ...] --config F --run-dir D [--set section.key=value ...] [--force]
+linksage config [--config F] [--set ...]
+linksage stages
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from linksage import log
+from linksage.config import ConfigError, config_to_toml, load_config
+from linksage.errors import LinksageError
+
+EXIT_USAGE = 2
+
+Command = Callable[[argparse.Namespace], int]
+_COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str) -> Callable[[Command], Command]:
+    def register(fn: Command) -> Command:
+        _COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def _add_config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=None, help="TOML file overriding the defaults")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value (repeatable), e.g. --set walk.top_k=30",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="linksage", description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--quiet", action="store_true", help="only warnings and errors; no progress bars")
+    parser.add_argument("--json-log", action="store_true", help="log one JSON object per line (for jobs)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run pipeline stages (and any stale upstream ones)")
+    p.add_argument("stages", nargs="*", help="stages to run (default: all)")
+    p.add_argument("--run-dir", type=Path, required=True, help="the run directory")
+    p.add_argument("--force", action="store_true", help="rerun the named stages even when up to date")
+    _add_config_args(p)
+
+    p = sub.add_parser("config", help="print the resolved config as TOML")
+    _add_config_args(p)
+
+    sub.add_parser("stages", help="list the pipeline's stages in order")
+    return parser
+
+
+@command("run")
+def cmd_run(args: argparse.Namespace) -> int:
+    from linksage.pipeline import get_stage, run_stages
+
+    for name in args.stages:
+        get_stage(name)  # unknown names fail before any work
+    cfg = load_config(args.config, args.overrides)
+    manifests = run_stages(cfg, args.run_dir, args.stages, force=args.force)
+    for name, manifest in manifests.items():
+        counts = ", ".join(f"{k}={v:,}" for k, v in manifest.get("counts", {}).items())
+        log.event(f"{name}: {counts}" if counts else name)
+    return 0
+
+
+@command("config")
+def cmd_config(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    sys.stdout.write(config_to_toml(cfg))
+    return 0
+
+
+@command("stages")
+def cmd_stages(args: argparse.Namespace) -> int:
+    from linksage.pipeline import STAGES
+
+    for stage in STAGES:
+        up = f" (after {', '.join(stage.upstream)})" if stage.upstream else ""
+        print(f"{stage.name}{up}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    log.configure(quiet=args.quiet, json_log=args.json_log)
+    try:
+        return _COMMANDS[args.command](args)
+    except (ConfigError, LinksageError, FileNotFoundError) as exc:
+        if args.json_log:
+            print(json.dumps({"level": "error", "message": str(exc)}), file=sys.stderr)
+        else:
+            print(f"linksage: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Logging and progress bars: human lines by default, ``--quiet``, or one JSON object per line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Iterable
+from typing import Any, TypeVar
+
+from tqdm import tqdm
+
+T = TypeVar("T")
+_state = {"quiet": False, "json": False}
+logger = logging.getLogger("linksage")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "time": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "message": record.getMessage(),
+        }
+        payload.update(getattr(record, "fields", {}))
+        return json.dumps(payload, default=str)
+
+
+def configure(*, quiet: bool = False, json_log: bool = False) -> None:
+    """Set up the ``linksage`` logger once per process (called by the CLI)."""
+    _state["quiet"], _state["json"] = quiet, json_log
+    logger.handlers.clear()
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if json_log else logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+
+
+def event(message: str, **fields: Any) -> None:
+    """Log one line with structured fields (they become keys in JSON mode)."""
+    if fields and not _state["json"]:
+        message = f"{message} " + " ".join(f"{k}={v}" for k, v in fields.items())
+    logger.info(message, extra={"fields": fields})
+
+
+def progress(
+    iterable: Iterable[T] | None = None, *, total: float | None = None, desc: str = "", unit: str = "it"
+) -> Any:
+    """A tqdm bar with rate and ETA on stderr; silent with ``--quiet`` or JSON logs."""
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        unit_scale=True,
+        dynamic_ncols=True,
+        disable=_state["quiet"] or _state["json"],
+        file=sys.stderr,
+        mininterval=0.5,
+    )
+
+
+class Timer:
+    """``with Timer() as t: ...; t.seconds``"""
+
+    def __enter__(self) -> Timer:
+        self.start = time.perf_counter()
+        self.seconds = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.seconds = time.perf_counter() - self.start
