@@ -6,6 +6,7 @@ Every value is checked against the field's annotation; errors name the dotted ke
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import tomllib
 import types
 from pathlib import Path
@@ -90,6 +91,8 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)
     if tp is str:
+        if isinstance(value, (datetime.date, datetime.time)):
+            return value.isoformat()  # TOML reads 2013-04-01 as a date; our fields keep ISO strings
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")
         return value
