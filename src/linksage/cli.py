@@ -59,6 +59,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_args(p)
 
     sub.add_parser("stages", help="list the pipeline's stages in order")
+
+    p = sub.add_parser("store", help="the versioned embedding store")
+    store_sub = p.add_subparsers(dest="store_command", required=True)
+    q = store_sub.add_parser("history", help="list the store's versions")
+    q.add_argument("--run-dir", type=Path, required=True)
+    q.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_config_args(q)
+    q = store_sub.add_parser("restore", help="make an earlier version the newest again (nothing is deleted)")
+    q.add_argument("version", type=int)
+    q.add_argument("--run-dir", type=Path, required=True)
+    _add_config_args(q)
+
+    p = sub.add_parser("search", help="top-k pins for a page URL, or top-k pages for a pin")
+    p.add_argument("--run-dir", type=Path, required=True)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--url", help="a page URL (canonicalised before look-up)")
+    which.add_argument("--pin", help="a pin id")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    _add_config_args(p)
     return parser
 
 
@@ -90,6 +110,31 @@ def cmd_stages(args: argparse.Namespace) -> int:
     for stage in STAGES:
         up = f" (after {', '.join(stage.upstream)})" if stage.upstream else ""
         print(f"{stage.name}{up}")
+    return 0
+
+
+@command("store")
+def cmd_store(args: argparse.Namespace) -> int:
+    from linksage.store.commands import format_history, store_history, store_restore
+
+    cfg = load_config(args.config, args.overrides)
+    if args.store_command == "history":
+        rows = store_history(args.run_dir, cfg.store)
+        print(json.dumps(rows, indent=2, default=str) if args.json else format_history(rows))
+    else:
+        print(json.dumps(store_restore(args.run_dir, args.version, cfg.store), indent=2))
+    return 0
+
+
+@command("search")
+def cmd_search(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from linksage.search.lookup import format_hits, search
+
+    cfg = load_config(args.config, args.overrides)
+    hits = search(args.run_dir, url=args.url, pin=args.pin, k=args.k, cfg=cfg.store)
+    print(json.dumps([asdict(h) for h in hits], indent=2) if args.json else format_hits(hits))
     return 0
 
 

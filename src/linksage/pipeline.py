@@ -94,6 +94,18 @@ STAGES: tuple[Stage, ...] = (
     Stage("graph", "linksage.graph.stage:run", sections=("graph",), upstream=("ingest", "content")),
     Stage("walk", "linksage.walk.stage:run", sections=("walk",), upstream=("graph",)),
     Stage("train", "linksage.train.stage:run", sections=("train",), upstream=("ingest", "content", "walk")),
+    Stage(
+        "embed",
+        "linksage.embed.stage:run",
+        sections=("embed", "store"),
+        upstream=("ingest", "content", "graph", "walk", "train"),
+    ),
+    Stage(
+        "evaluate",
+        "linksage.evaluate.stage:run",
+        sections=("evaluate", "train"),
+        upstream=("ingest", "content", "walk", "train"),
+    ),
 )
 
 

@@ -17,8 +17,11 @@ from typing import Any
 
 from linksage.config._load import ConfigError, build, merge, parse_override, read_toml, set_path, to_dict
 from linksage.config.content import ContentConfig
+from linksage.config.crawl import CrawlConfig
+from linksage.config.evaluate import EvaluateConfig
 from linksage.config.graph import GraphConfig
 from linksage.config.ingest import IngestConfig, RedditSource, SyntheticSource, TablesSource
+from linksage.config.store import EmbedConfig, IndexConfig, StoreConfig
 from linksage.config.train import TrainConfig
 from linksage.config.walk import WalkConfig
 
@@ -32,6 +35,10 @@ class Config:
     graph: GraphConfig = field(default_factory=GraphConfig)
     walk: WalkConfig = field(default_factory=WalkConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    crawl: CrawlConfig = field(default_factory=CrawlConfig)
 
     def section(self, name: str) -> Any:
         """The config object of one section, by name (``"walk"`` -> ``WalkConfig``)."""
@@ -76,9 +83,14 @@ __all__ = [
     "Config",
     "ConfigError",
     "ContentConfig",
+    "CrawlConfig",
+    "EmbedConfig",
+    "EvaluateConfig",
     "GraphConfig",
+    "IndexConfig",
     "IngestConfig",
     "RedditSource",
+    "StoreConfig",
     "SyntheticSource",
     "TablesSource",
     "TrainConfig",

@@ -1,0 +1,1 @@
+"""The embed stage: batch inference of changed pages into the versioned store."""
