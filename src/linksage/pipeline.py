@@ -104,7 +104,7 @@ STAGES: tuple[Stage, ...] = (
         "evaluate",
         "linksage.evaluate.stage:run",
         sections=("evaluate", "train"),
-        upstream=("ingest", "content", "walk", "train"),
+        upstream=("ingest", "content", "graph", "walk", "train"),
     ),
 )
 
