@@ -20,10 +20,14 @@ $(STAMP): pyproject.toml requirements.lock
 
 demo: $(STAMP)
 	$(VENV)/bin/linksage run --config configs/demo.toml --run-dir $(RUN_DIR)
+	@echo "report:    $(RUN_DIR)/evaluate/report.html"
+	@echo "serve it:  $(VENV)/bin/linksage serve --run-dir $(RUN_DIR)   then open http://127.0.0.1:8000/browse"
 
 demo-reddit: $(STAMP)
 	@test -d ../shared/data/reddit-top-2.5m || { echo "../shared/data/reddit-top-2.5m is missing: demo-reddit needs the shared data beside the repository"; exit 1; }
 	$(VENV)/bin/linksage run --config configs/demo-reddit.toml --run-dir runs/demo-reddit
+	@echo "report:    runs/demo-reddit/evaluate/report.html"
+	@echo "serve it:  $(VENV)/bin/linksage serve --run-dir runs/demo-reddit   then open http://127.0.0.1:8000/browse"
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

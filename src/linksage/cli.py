@@ -71,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--run-dir", type=Path, required=True)
     _add_config_args(q)
 
+    p = sub.add_parser("serve", help="the HTTP API and browse page over a run directory")
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--host", default=None, help="default: serve.host (127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="default: serve.port (8000)")
+    _add_config_args(p)
+
     p = sub.add_parser("search", help="top-k pins for a page URL, or top-k pages for a pin")
     p.add_argument("--run-dir", type=Path, required=True)
     which = p.add_mutually_exclusive_group(required=True)
@@ -135,6 +141,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     hits = search(args.run_dir, url=args.url, pin=args.pin, k=args.k, cfg=cfg.store)
     print(json.dumps([asdict(h) for h in hits], indent=2) if args.json else format_hits(hits))
+    return 0
+
+
+@command("serve")
+def cmd_serve(args: argparse.Namespace) -> int:
+    from linksage.serve.server import serve
+
+    serve(args.run_dir, args.host, args.port, load_config(args.config, args.overrides))
     return 0
 
 

@@ -93,7 +93,7 @@ STAGES: tuple[Stage, ...] = (
     Stage("content", "linksage.content.stage:run", sections=("content",), upstream=("ingest",)),
     Stage("graph", "linksage.graph.stage:run", sections=("graph",), upstream=("ingest", "content")),
     Stage("walk", "linksage.walk.stage:run", sections=("walk",), upstream=("graph",)),
-    Stage("train", "linksage.train.stage:run", sections=("train",), upstream=("ingest", "content", "walk")),
+    Stage("train", "linksage.train.stage:run", sections=("train",), upstream=("ingest", "content", "graph", "walk")),
     Stage(
         "embed",
         "linksage.embed.stage:run",

@@ -21,6 +21,7 @@ from linksage.config.crawl import CrawlConfig
 from linksage.config.evaluate import EvaluateConfig
 from linksage.config.graph import GraphConfig
 from linksage.config.ingest import IngestConfig, RedditSource, SyntheticSource, TablesSource
+from linksage.config.serve import ServeConfig
 from linksage.config.store import EmbedConfig, IndexConfig, StoreConfig
 from linksage.config.train import TrainConfig
 from linksage.config.walk import WalkConfig
@@ -39,6 +40,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     crawl: CrawlConfig = field(default_factory=CrawlConfig)
+    serve: ServeConfig = field(default_factory=ServeConfig)
 
     def section(self, name: str) -> Any:
         """The config object of one section, by name (``"walk"`` -> ``WalkConfig``)."""
@@ -90,6 +92,7 @@ __all__ = [
     "IndexConfig",
     "IngestConfig",
     "RedditSource",
+    "ServeConfig",
     "StoreConfig",
     "SyntheticSource",
     "TablesSource",

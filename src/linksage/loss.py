@@ -1,0 +1,103 @@
+"""Matryoshka softmax contrastive loss of pages against their positive pins' targets, as plain functions.
+
+Candidates for a batch of B (page, positive pin) pairs are the B positive pins (in-batch negatives for
+the other rows) followed by R random pins shared by the batch. Row i's positive is column i.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from linksage.config.train import check_dims
+
+
+def false_negative_mask(pos_pins: Tensor, pos_pages: Tensor, cand_pins: Tensor) -> Tensor:
+    """(B, C) bool, True = drop this candidate from row i's softmax.
+
+    Drops, except at row i's own positive column i: any other column holding row i's positive pin,
+    in-batch columns of the same page (another positive of row i), and every repeat of a pin already
+    seen at an earlier column, so each row scores each distinct pin once.
+    """
+    B = pos_pins.shape[0]
+    same_pin = cand_pins[None, :] == pos_pins[:, None]  # (B, C)
+    same_page = torch.zeros_like(same_pin)
+    same_page[:, :B] = pos_pages[None, :] == pos_pages[:, None]  # (B, B)
+    order = torch.sort(cand_pins, stable=True).indices  # (C,)
+    sorted_pins = cand_pins[order]
+    repeat_sorted = torch.zeros_like(cand_pins, dtype=torch.bool)
+    repeat_sorted[1:] = sorted_pins[1:] == sorted_pins[:-1]
+    repeat = torch.zeros_like(repeat_sorted).scatter(0, order, repeat_sorted)  # (C,) not the first occurrence
+    mask = same_pin | same_page | repeat[None, :]
+    own = torch.arange(B, device=mask.device)
+    mask[own, own] = False
+    return mask
+
+
+def matryoshka_contrastive_loss(
+    pages: Tensor,
+    candidates: Tensor,
+    dims: Sequence[int],
+    weights: Sequence[float],
+    logit_scales: Tensor,
+    mask: Tensor | None = None,
+    log_q: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Weighted sum over dims d of the softmax cross-entropy of row i against column i.
+
+    pages (B, >= dims[-1]) raw embeddings; candidates (C, >= dims[-1]) targets, C >= B; prefixes of
+    both are L2-normalised per dim. logit_scales (n_dims,) = 1 / temperature; mask (B, C) True = drop;
+    log_q (C,) log expected count of each candidate in the sample (subtracted: the logQ correction).
+    Returns the total and the per-dim losses (n_dims,).
+
+    One pass over the feature axis: each dim's dot products and norms extend the previous dim's, so
+    all dims together cost one full-size matmul (a per-dim loop costs sum(dims) / max(dims) of them).
+    """
+    check_dims(tuple(dims))
+    if pages.shape[1] < dims[-1] or candidates.shape[1] < dims[-1]:
+        raise ValueError(
+            f"dims up to {dims[-1]} need that many columns; pages have {pages.shape[1]}, "
+            f"candidates {candidates.shape[1]}"
+        )
+    if len(weights) != len(dims) or logit_scales.shape != (len(dims),):
+        raise ValueError(f"need one weight and one logit scale per dim {list(dims)}")
+    B = pages.shape[0]
+    labels = torch.arange(B, device=pages.device)
+    dots = pages.new_zeros(B, candidates.shape[0])  # (B, C) running prefix dot products
+    page_sq = pages.new_zeros(B)
+    cand_sq = candidates.new_zeros(candidates.shape[0])
+    per_dim = []
+    lo = 0
+    for k, hi in enumerate(dims):
+        p, c = pages[:, lo:hi], candidates[:, lo:hi]  # (B, hi-lo), (C, hi-lo)
+        dots = dots + p @ c.T
+        page_sq = page_sq + p.square().sum(1)
+        cand_sq = cand_sq + c.square().sum(1)
+        cos = dots * torch.rsqrt(page_sq.clamp_min(1e-12))[:, None] * torch.rsqrt(cand_sq.clamp_min(1e-12))[None, :]
+        per_dim.append(F.cross_entropy(_logits(cos, logit_scales[k], mask, log_q), labels))
+        lo = hi
+    losses = torch.stack(per_dim)  # (n_dims,)
+    w = torch.tensor(weights, dtype=losses.dtype, device=losses.device)
+    return (w * losses).sum(), losses
+
+
+def _logits(cos: Tensor, scale: Tensor, mask: Tensor | None, log_q: Tensor | None) -> Tensor:
+    logits = cos * scale
+    if log_q is not None:
+        logits = logits - log_q[None, :]
+    if mask is not None:
+        logits = logits.masked_fill(mask, float("-inf"))
+    return logits
+
+
+def log_sampling_counts(pin_counts: Tensor, n_pairs: int, batch: int, random_negatives: int) -> Tensor:
+    """(n_pins,) log expected occurrences of each pin among one step's candidates.
+
+    In-batch candidates are pins drawn in proportion to their training pairs; random ones uniformly.
+    """
+    n_pins = pin_counts.shape[0]
+    expected = batch * pin_counts.double() / n_pairs + random_negatives / n_pins
+    return expected.clamp_min(1e-30).log().float()

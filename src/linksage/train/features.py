@@ -1,0 +1,225 @@
+"""Page feature tables held on the device, and the batched gather that builds encoder inputs by index.
+
+Every table here is indexed by ``page_idx``: the encoder sees a page's own content and its neighbour
+pages' content, never a pin's vector, so a page's positive pins cannot feed its inputs (the tables'
+row counts are checked on construction). A batch is assembled with a handful of ``index_select`` calls
+on the device: no per-sample Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from linksage.config import ConfigError
+from linksage.errors import InputError
+from linksage.model import PageInputs
+
+
+@dataclass
+class PageFeatures:
+    text: Tensor  # (N, Dt) float16
+    image: Tensor  # (N, M, Di) float16: M image slots per page (1 = the mean image); Di may be 0
+    image_mask: Tensor  # (N, M) bool
+    nbr_image: Tensor  # (N, Di) float16: the mean image, used for a page seen as a neighbour
+    has_image: Tensor  # (N,) bool
+    degree_bucket: Tensor  # (N,) uint8
+    neighbours: Tensor  # (N, K) int32, -1 = no neighbour; sorted by visits, descending
+    log_visits: Tensor  # (N, K) float32, log1p(visit count)
+
+    def __post_init__(self) -> None:
+        n = self.text.shape[0]
+        for name in ("image", "image_mask", "nbr_image", "has_image", "degree_bucket", "neighbours", "log_visits"):
+            rows = getattr(self, name).shape[0]
+            if rows != n:
+                # page-indexed tables only: this is what keeps pins' vectors out of the inputs
+                raise ValueError(f"page feature table {name!r} has {rows} rows, the page text table has {n}")
+
+    @property
+    def n_pages(self) -> int:
+        return int(self.text.shape[0])
+
+    @property
+    def text_dim(self) -> int:
+        return int(self.text.shape[1])
+
+    @property
+    def image_dim(self) -> int:
+        return int(self.image.shape[2])
+
+    @property
+    def image_slots(self) -> int:
+        return int(self.image.shape[1])
+
+    @property
+    def k(self) -> int:
+        return int(self.neighbours.shape[1])
+
+    def gather(self, pages: Tensor, dtype: torch.dtype = torch.float32) -> PageInputs:
+        """Encoder inputs of pages (B,) int64 on the device, in ``dtype``."""
+        B, K = pages.shape[0], self.k
+        nbr = self.neighbours.index_select(0, pages)  # (B, K) int32
+        present = nbr >= 0
+        flat = nbr.clamp_min(0).long().flatten()  # (B*K,) masked slots read page 0, never attended to
+        return PageInputs(
+            self_text=self.text.index_select(0, pages).to(dtype),  # (B, Dt)
+            self_images=self.image.index_select(0, pages).to(dtype),  # (B, M, Di)
+            self_image_mask=self.image_mask.index_select(0, pages),  # (B, M)
+            degree_bucket=self.degree_bucket.index_select(0, pages).long(),  # (B,)
+            nbr_text=self.text.index_select(0, flat).view(B, K, self.text_dim).to(dtype),  # (B, K, Dt)
+            nbr_image=self.nbr_image.index_select(0, flat).view(B, K, self.image_dim).to(dtype),  # (B, K, Di)
+            nbr_mask=present,
+            nbr_image_mask=self.has_image.index_select(0, flat).view(B, K),  # (B, K)
+            nbr_log_visits=self.log_visits.index_select(0, pages).to(dtype),  # (B, K)
+        )
+
+    def to(self, device: torch.device | str) -> PageFeatures:
+        return PageFeatures(**{name: getattr(self, name).to(device) for name in self.__dataclass_fields__})
+
+
+def degree_buckets(degree: np.ndarray, n_buckets: int) -> np.ndarray:
+    """uint8 bucket floor(log2(1 + degree)), capped at ``n_buckets - 1``."""
+    bucket = np.floor(np.log2(1.0 + np.asarray(degree, dtype=np.float64)))
+    return np.clip(bucket, 0, n_buckets - 1).astype(np.uint8)
+
+
+def page_features_from_arrays(
+    text: np.ndarray,
+    degree: np.ndarray,
+    neighbours: np.ndarray,
+    visits: np.ndarray,
+    *,
+    image: np.ndarray | None = None,
+    has_image: np.ndarray | None = None,
+    image_tokens: np.ndarray | None = None,
+    image_token_mask: np.ndarray | None = None,
+    k: int | None = None,
+    degree_bucket_count: int = 24,
+    names: dict[str, str] | None = None,
+) -> PageFeatures:
+    """Build CPU tables from numpy arrays (memory-mapped or not), checking shapes and neighbour ids.
+
+    ``image_tokens`` (N, M, Di) with ``image_token_mask`` give one token per image; otherwise the mean
+    ``image`` (N, Di) is the page's single image slot. ``k`` keeps the first k neighbour columns.
+    ``names`` maps argument names to the files they came from, for error messages.
+    """
+    names = names or {}
+    n = len(text)
+
+    def where(arg: str) -> str:
+        return names.get(arg, arg)
+
+    def rows(arg: str, arr: np.ndarray) -> None:
+        if len(arr) != n:
+            raise InputError(f"has {len(arr)} rows, expected one per page ({n})", file=where(arg))
+
+    for arg, arr in (("degree", degree), ("neighbours", neighbours), ("visits", visits)):
+        rows(arg, arr)
+    if neighbours.shape != visits.shape:
+        raise InputError(f"shape {visits.shape} differs from the neighbours' {neighbours.shape}", file=where("visits"))
+    k_avail = neighbours.shape[1] if neighbours.ndim == 2 else 0
+    k = k_avail if k is None else k
+    if k > k_avail:
+        raise ConfigError(
+            f"train.neighbours: {k} exceeds the {k_avail} neighbours per page in {where('neighbours')}; "
+            f"set train.neighbours <= {k_avail} or raise walk.top_k"
+        )
+    nbr = np.ascontiguousarray(neighbours[:, :k], dtype=np.int32) if k else np.zeros((n, 0), np.int32)
+    if nbr.size and (nbr.min() < -1 or nbr.max() >= n):
+        bad = np.flatnonzero((nbr < -1).any(1) | (nbr >= n).any(1))[0]
+        raise InputError(
+            f"neighbour ids must be -1 or a page_idx below {n}", file=where("neighbours"), row=int(bad), value=nbr[bad]
+        )
+    vis = np.log1p(np.maximum(np.asarray(visits[:, :k], dtype=np.float32), 0.0)) if k else np.zeros((n, 0), np.float32)
+
+    dim_img = 0 if image is None or image.ndim != 2 else image.shape[1]
+    if dim_img:
+        assert image is not None
+        rows("image", image)
+        mean_img = np.asarray(image, dtype=np.float16)
+        has = np.asarray(has_image, dtype=bool) if has_image is not None else np.abs(mean_img).sum(1) > 0
+        rows("has_image", has)
+    else:
+        mean_img, has = np.zeros((n, 0), np.float16), np.zeros(n, bool)
+    if dim_img and image_tokens is not None and image_token_mask is not None and image_tokens.shape[1] > 0:
+        rows("image_tokens", image_tokens)
+        rows("image_token_mask", image_token_mask)
+        if image_tokens.shape[2] != dim_img:
+            raise InputError(f"image dim {image_tokens.shape[2]} differs from {dim_img}", file=where("image_tokens"))
+        slots, slot_mask = np.asarray(image_tokens, dtype=np.float16), np.asarray(image_token_mask, dtype=bool)
+    else:
+        slots, slot_mask = mean_img[:, None, :], has[:, None]
+
+    def t(arr: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.array(arr, copy=True))  # a writable copy, also of memory-mapped files
+
+    return PageFeatures(
+        text=t(np.asarray(text, dtype=np.float16)),
+        image=t(slots),
+        image_mask=t(slot_mask),
+        nbr_image=t(mean_img),
+        has_image=t(has),
+        degree_bucket=t(degree_buckets(degree, degree_bucket_count)),
+        neighbours=t(nbr),
+        log_visits=t(vis),
+    )
+
+
+def load_page_features(
+    run_dir: Path, *, k: int, image_mode: str = "each", degree_bucket_count: int = 24
+) -> PageFeatures:
+    """Page tables of a run directory's content, graph and walk stages (CPU tensors).
+
+    Reads content/page_text.npy, page_image.npy, page_has_image.npy (and page_image_tokens.npy with
+    page_image_mask.npy when ``image_mode`` is "each" and they exist), graph/page__pin.indptr.npy (the
+    degree) and walk/neighbours.npy with visits.npy.
+    """
+    content, graph, walk = run_dir / "content", run_dir / "graph", run_dir / "walk"
+
+    def load(path: Path) -> np.ndarray:
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing; has its stage completed in {run_dir}?")
+        return np.load(path, mmap_mode="r")
+
+    def optional(path: Path) -> np.ndarray | None:
+        return np.load(path, mmap_mode="r") if path.exists() else None
+
+    text = load(content / "page_text.npy")
+    indptr = load(graph / "page__pin.indptr.npy")
+    if len(indptr) != len(text) + 1:
+        raise InputError(
+            f"has {len(indptr)} entries, expected n_pages + 1 = {len(text) + 1}", file=graph / "page__pin.indptr.npy"
+        )
+    if k > 0:
+        neighbours, visits = load(walk / "neighbours.npy"), load(walk / "visits.npy")
+    else:
+        neighbours = visits = np.zeros((len(text), 0), np.int32)
+    tokens = mask = None
+    if image_mode == "each":
+        tokens, mask = optional(content / "page_image_tokens.npy"), optional(content / "page_image_mask.npy")
+    return page_features_from_arrays(
+        text,
+        np.diff(np.asarray(indptr)),
+        neighbours,
+        visits,
+        image=optional(content / "page_image.npy"),
+        has_image=optional(content / "page_has_image.npy"),
+        image_tokens=tokens,
+        image_token_mask=mask,
+        k=k,
+        degree_bucket_count=degree_bucket_count,
+        names={
+            "text": str(content / "page_text.npy"),
+            "degree": str(graph / "page__pin.indptr.npy"),
+            "neighbours": str(walk / "neighbours.npy"),
+            "visits": str(walk / "visits.npy"),
+            "image": str(content / "page_image.npy"),
+            "has_image": str(content / "page_has_image.npy"),
+            "image_tokens": str(content / "page_image_tokens.npy"),
+            "image_token_mask": str(content / "page_image_mask.npy"),
+        },
+    )

@@ -1,0 +1,240 @@
+"""The train stage: pairs and splits, target space, the encoder trained with checkpoints; model.pt out.
+
+Reads ingest/pages.parquet (first_seen) and pins.parquet (created_at) for a time split, content/*.npy,
+graph/page__pin CSR (the cohesion-filtered positives and the page degree) and walk/neighbours.npy with
+visits.npy. Writes model.pt, split.npy, metrics.csv and tensorboard/ (see docs/training.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from linksage import log
+from linksage.config import ConfigError, config_to_dict, fingerprint
+from linksage.config.train import TrainConfig, check_dims, parse_date
+from linksage.errors import InputError
+from linksage.model import EncoderConfig, LinkSageEncoder
+from linksage.pipeline import StageContext, StageResult
+from linksage.rundir import atomic_path
+from linksage.train.features import load_page_features
+from linksage.train.infer import MODEL_FILE, LinkSageModel
+from linksage.train.loop import EVAL_K, FitResult, TrainData, Trainer, make_eval_set
+from linksage.train.pairs import (
+    TEST,
+    TRAIN,
+    VAL,
+    Pairs,
+    assert_no_leakage,
+    drop_future_pins,
+    pairs_of,
+    positive_pairs,
+    split_pages,
+)
+from linksage.train.target_space import identity_rotation, pca_rotation, to_target_space
+
+UNKNOWN_TIME = np.iinfo(np.int64).min
+UPSTREAM = ("ingest", "content", "graph", "walk")
+
+
+def run(ctx: StageContext) -> StageResult:
+    cfg: TrainConfig = ctx.config.train
+    root = ctx.run_dir.root
+    for stage in UPSTREAM:
+        ctx.run_dir.require(stage)
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    device = resolve_device(cfg.device)
+    bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True  # the fp32 loss matmuls
+
+    targets = np.load(root / "content" / "pin_target.npy", mmap_mode="r")
+    check_dims(cfg.dims, target_dim=targets.shape[1])
+    indptr = np.load(root / "graph" / "page__pin.indptr.npy")
+    pairs = positive_pairs(indptr, np.load(root / "graph" / "page__pin.indices.npy"))
+    degree = np.diff(indptr)
+    first_seen = pin_created = None
+    cutoff = None
+    if cfg.split == "time":
+        first_seen = _time_column(root / "ingest" / "pages.parquet", "page_idx", "first_seen", len(degree))
+        pin_created = _time_column(root / "ingest" / "pins.parquet", "pin_idx", "created_at", len(targets))
+        cutoff = int(parse_date("split_date", cfg.split_date).timestamp())
+    split = split_pages(degree, cfg, first_seen, pages_file=str(root / "ingest" / "pages.parquet"))
+    by_split = {w: pairs_of(pairs, split, w) for w in (TRAIN, VAL, TEST)}
+    dropped_future = 0
+    if cutoff is not None and pin_created is not None:
+        by_split[TRAIN], dropped_future = drop_future_pins(by_split[TRAIN], pin_created, cutoff)
+    assert_no_leakage(split, by_split, first_seen=first_seen, pin_created_at=pin_created, cutoff=cutoff)
+    timings["pairs_s"] = time.perf_counter() - t0
+
+    t = time.perf_counter()
+    rotation = (
+        pca_rotation(targets, seed=cfg.seed) if cfg.target_rotation == "pca" else identity_rotation(targets.shape[1])
+    )
+    target_space = torch.from_numpy(to_target_space(targets, rotation, cfg.output_dim))
+    features = load_page_features(
+        root, k=cfg.neighbours, image_mode=cfg.image_tokens, degree_bucket_count=cfg.degree_buckets
+    )
+    timings["load_s"] = time.perf_counter() - t
+
+    enc_cfg = EncoderConfig(
+        text_dim=features.text_dim,
+        image_dim=features.image_dim,
+        image_slots=features.image_slots,
+        neighbours=cfg.neighbours,
+        output_dim=cfg.output_dim,
+        n_dims=len(cfg.dims),
+        d_model=cfg.d_model,
+        layers=cfg.layers,
+        heads=cfg.heads,
+        mlp_ratio=cfg.mlp_ratio,
+        dropout=cfg.dropout,
+        degree_buckets=cfg.degree_buckets,
+        temperature_init=cfg.temperature_init,
+    )
+    torch.manual_seed(cfg.seed)
+    model = LinkSageEncoder(enc_cfg).to(device)
+    n_pins = len(targets)
+    val = by_split[VAL]
+    data = TrainData(
+        features=features.to(device),
+        targets=target_space.to(device),
+        pair_page=torch.from_numpy(by_split[TRAIN].page.astype(np.int64)).to(device),
+        pair_pin=torch.from_numpy(by_split[TRAIN].pin.astype(np.int64)).to(device),
+        val=make_eval_set(val, n_pins, cfg.eval_pages, cfg.eval_pool, cfg.seed, device) if len(val) else None,
+    )
+    log.event(
+        f"[train] {len(by_split[TRAIN]):,} training pairs, {len(val):,} validation pairs, {enc_cfg.n_tokens} tokens, "
+        f"device {device}{' bf16' if bf16 else ''}",
+        device=str(device),
+    )
+    trainer = Trainer(
+        cfg,
+        data,
+        model,
+        device=device,
+        bf16=bf16,
+        compile=cfg.compile,
+        work_dir=ctx.work,
+        checkpoint_key=_checkpoint_key(ctx),
+    )
+    t = time.perf_counter()
+    fit = trainer.fit()
+    timings["fit_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    test_recall = _test_recall(trainer, by_split[TEST], n_pins, cfg, device)
+    timings["test_eval_s"] = time.perf_counter() - t
+    _write_outputs(ctx, cfg, model, rotation, split, fit, targets.shape[1])
+    scales = model.logit_scales(cfg.temperature_min).tolist()
+    return StageResult(
+        counts={
+            "pages": len(split),
+            "pins": n_pins,
+            "positive_pairs": len(pairs),
+            "train_pages": int((split == TRAIN).sum()),
+            "val_pages": int((split == VAL).sum()),
+            "test_pages": int((split == TEST).sum()),
+            "train_pairs": len(by_split[TRAIN]),
+            "val_pairs": len(val),
+            "test_pairs": len(by_split[TEST]),
+            "train_pairs_dropped_future_pins": dropped_future,
+            "steps": fit.steps,
+        },
+        metrics={
+            f"val_recall@{EVAL_K}": {str(d): v for d, v in fit.best_recall.items()},
+            f"test_recall@{EVAL_K}": {str(d): v for d, v in test_recall.items()},
+            "best_step": fit.best_step,
+            "early_stopped": fit.early_stopped,
+            "resumed_from": fit.resumed_from,
+            "samples_per_s": round(fit.samples_per_s, 1),
+            "temperature": {str(d): 1.0 / s for d, s in zip(cfg.dims, scales, strict=True)},
+            "tokens": enc_cfg.n_tokens,
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "device": str(device),
+            "bf16": bf16,
+        },
+        timings={k: round(v, 3) for k, v in timings.items()},
+    )
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f'train.device: {name!r} requested, but torch sees no CUDA device (set train.device = "cpu")')
+    return torch.device(name)
+
+
+def _time_column(path: Path, index: str, column: str, n: int) -> np.ndarray | None:
+    """(n,) int64 unix seconds by index, UNKNOWN_TIME where null; None when the column is absent."""
+    schema = pq.read_schema(path)
+    if column not in schema.names:
+        return None
+    table = pq.read_table(path, columns=[index, column])
+    idx = table.column(index).to_numpy()
+    values = table.column(column).fill_null(UNKNOWN_TIME).cast("int64").to_numpy()
+    out = np.full(n, UNKNOWN_TIME, dtype=np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        row = int(np.flatnonzero((idx < 0) | (idx >= n))[0])
+        raise InputError(f"{index} must be in 0..{n - 1}", file=path, row=row, column=index, value=int(idx[row]))
+    out[idx] = values
+    return out
+
+
+def _test_recall(
+    trainer: Trainer, test: Pairs, n_pins: int, cfg: TrainConfig, device: torch.device
+) -> dict[int, float]:
+    """Recall@100 per dim on a sample of test pages (the evaluate stage reports the full picture)."""
+    if not len(test):
+        return {}
+    return trainer.evaluate(make_eval_set(test, n_pins, cfg.eval_pages, cfg.eval_pool, cfg.seed + 1, device))
+
+
+def _checkpoint_key(ctx: StageContext) -> str:
+    """A checkpoint is only resumed by a run with the same config and the same upstream artifacts."""
+    parts = {
+        "train": fingerprint(ctx.config.train),
+        "upstream": {s: ctx.upstream_manifest(s).get("key") for s in UPSTREAM},
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _write_outputs(
+    ctx: StageContext,
+    cfg: TrainConfig,
+    model: LinkSageEncoder,
+    rotation: np.ndarray,
+    split: np.ndarray,
+    fit: FitResult,
+    target_dim: int,
+) -> None:
+    LinkSageModel(
+        encoder=model,
+        dims=cfg.dims,
+        rotation=rotation,
+        image_mode=cfg.image_tokens,
+        degree_buckets=cfg.degree_buckets,
+        meta={
+            "train_config": config_to_dict(cfg),
+            "target_dim": target_dim,
+            "best_step": fit.best_step,
+            f"val_recall@{EVAL_K}": {str(d): v for d, v in fit.best_recall.items()},
+        },
+    ).save(ctx.out / MODEL_FILE)
+    with atomic_path(ctx.out / "split.npy") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, split)
+    if (ctx.work / "metrics.csv").exists():
+        shutil.copy2(ctx.work / "metrics.csv", ctx.out / "metrics.csv")
+    if (ctx.work / "tensorboard").exists():
+        shutil.copytree(ctx.work / "tensorboard", ctx.out / "tensorboard")

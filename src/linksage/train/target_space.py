@@ -1,0 +1,48 @@
+"""The target space: pins' target vectors, optionally rotated by PCA so that leading coordinates vary most.
+
+The rotation is orthogonal and applied to the uncentred vectors, so cosines between full-size vectors are
+unchanged; only *prefixes* (the Matryoshka dims) see the difference: a d-prefix keeps the d directions of
+largest variance instead of d arbitrary ones.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def pca_rotation(targets: np.ndarray, max_rows: int = 200_000, seed: int = 0) -> np.ndarray:
+    """(D, D) orthogonal matrix whose columns are the principal axes of the L2-normalised targets.
+
+    Columns are sorted by explained variance, descending; each column's sign makes its largest-magnitude
+    entry positive, so the result does not depend on the eigensolver's sign choices.
+    """
+    n, dim = targets.shape
+    rows = np.random.default_rng(seed).choice(n, max_rows, replace=False) if n > max_rows else slice(None)
+    x = np.asarray(targets[rows], dtype=np.float64)  # (n', D)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    x -= x.mean(0)
+    cov = x.T @ x / max(len(x) - 1, 1)  # (D, D)
+    values, vectors = np.linalg.eigh(cov)  # ascending
+    vectors = vectors[:, np.argsort(-values, kind="stable")]
+    signs = np.sign(vectors[np.abs(vectors).argmax(0), np.arange(dim)])
+    signs[signs == 0] = 1.0
+    return (vectors * signs).astype(np.float32)
+
+
+def identity_rotation(dim: int) -> np.ndarray:
+    return np.eye(dim, dtype=np.float32)
+
+
+def to_target_space(
+    targets: np.ndarray, rotation: np.ndarray, dim: int | None = None, chunk: int = 1 << 18
+) -> np.ndarray:
+    """Rotate (n, D) targets into the trained space and keep the first ``dim`` coordinates, L2-normalised.
+
+    With ``dim`` = the model's output size this is what a full-size page embedding is compared with.
+    """
+    basis = rotation[:, : dim or rotation.shape[1]]
+    out = np.empty((len(targets), basis.shape[1]), dtype=np.float32)
+    for lo in range(0, len(targets), chunk):  # bounded memory on memory-mapped float16 tables
+        rotated = np.asarray(targets[lo : lo + chunk], dtype=np.float32) @ basis
+        out[lo : lo + chunk] = rotated / np.maximum(np.linalg.norm(rotated, axis=1, keepdims=True), 1e-12)
+    return out

@@ -1,0 +1,130 @@
+"""POST /v1/pages/embed against slow, obviously-correct references: a full copy of the graph for the walk,
+the run's whole feature tables plus one appended row for the encoder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+from fastapi.testclient import TestClient
+
+from linksage.config._load import build
+from linksage.config.walk import WalkConfig
+from linksage.content.text import HashingTextEncoder
+from linksage.content.urltext import text_from_url
+from linksage.ingest.urls import url_host
+from linksage.serve import schemas
+from linksage.store.lance_store import EmbeddingStore
+from linksage.train.features import load_page_features, page_features_from_arrays
+from linksage.train.infer import PageEmbedder, load_model
+from linksage.walk.pixie import WalkGraph, walk_pages
+
+NEW = {
+    "url": "https://brand-new.example.org/2013/06/A-Page-Nobody-Crawled?utm_source=x",
+    "pins": ["p3", "p10", "p3"],  # duplicates count once
+}
+CANONICAL = "https://brand-new.example.org/2013/06/A-Page-Nobody-Crawled"
+
+
+def reference_walk(world: Path, pins: list[int], domain: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Walks from a page appended to a rebuilt, fully validated copy of the graph."""
+    graph = WalkGraph.from_dir(world / "graph")
+    n = graph.counts["page"]
+    rows = {"pin": pins, "domain": [] if domain is None else [domain]}
+    csr = {}
+    for (src, dst), (indptr, indices) in graph.csr.items():
+        if src == "page":
+            extra = np.asarray(rows[dst], np.int32)
+            indptr = np.concatenate([np.asarray(indptr), [indptr[-1] + len(extra)]])
+            indices = np.concatenate([np.asarray(indices), extra])
+        csr[(src, dst)] = (np.array(indptr), np.array(indices))
+    full = WalkGraph.checked({**graph.counts, "page": n + 1}, csr)
+    manifest = json.loads((world / "walk" / "manifest.json").read_text())
+    nbr, vis = walk_pages(full, np.array([n]), build(WalkConfig, manifest["config"]["walk"], prefix="walk."))
+    return nbr[0], vis[0]
+
+
+def reference_embedding(world: Path, text: str, degree: int, nbr: np.ndarray, vis: np.ndarray) -> np.ndarray:
+    """The encoder over the run's whole tables with the new page appended as row n."""
+    model = load_model(world / "train")
+    feats = load_page_features(world, k=model.neighbours, degree_bucket_count=model.degree_buckets)
+    own = HashingTextEncoder(32).encode([text]).astype(np.float16)
+    k = model.neighbours
+    neighbours = np.concatenate(
+        [np.load(world / "walk" / "neighbours.npy")[:, :k], np.asarray(nbr[:k], np.int32)[None]]
+    )
+    visits = np.concatenate([np.load(world / "walk" / "visits.npy")[:, :k], np.asarray(vis[:k], np.float32)[None]])
+    degrees = np.diff(np.load(world / "graph" / "page__pin.indptr.npy"))
+    appended = page_features_from_arrays(
+        np.concatenate([feats.text.numpy(), own]),
+        np.concatenate([degrees, [degree]]),
+        neighbours,
+        visits,
+        k=k,
+        degree_bucket_count=model.degree_buckets,
+    )
+    return PageEmbedder(model, appended).embed(np.array([appended.n_pages - 1]))[0]
+
+
+def test_a_new_page_is_embedded_from_its_url_and_pins(client: TestClient, world: Path) -> None:
+    version = EmbeddingStore.open(world / "store").version
+    r = client.post("/v1/pages/embed", json=NEW)
+    assert r.status_code == 200, r.text
+    body = schemas.EmbedOut.model_validate(r.json())
+    assert body.url == CANONICAL and body.text_source == "url" and body.pins == 2 and not body.in_store
+    assert body.stored is None and EmbeddingStore.open(world / "store").version == version  # no write unless asked
+    assert body.dim == 32 and abs(np.linalg.norm(body.embedding) - 1.0) < 1e-5
+
+    pin_ids = pq.read_table(world / "ingest" / "pins.parquet", columns=["pin_id"])["pin_id"].to_pylist()
+    pin_idx = [pin_ids.index(p) for p in ("p3", "p10")]
+    domains = pq.read_table(world / "ingest" / "domains.parquet")["domain"].to_pylist()
+    domain = domains.index(url_host(CANONICAL)) if url_host(CANONICAL) in domains else None
+    nbr, vis = reference_walk(world, pin_idx, domain)
+    urls = pq.read_table(world / "ingest" / "pages.parquet", columns=["url"])["url"].to_pylist()
+    k = load_model(world / "train").neighbours
+    assert [n.url for n in body.neighbours] == [urls[i] for i in nbr[:k] if i >= 0]
+    assert [n.visits for n in body.neighbours] == [float(v) for v, i in zip(vis[:k], nbr[:k], strict=True) if i >= 0]
+    assert body.neighbours, "two linked pins reach some other page"
+
+    want = reference_embedding(world, text_from_url(CANONICAL), 2, nbr, vis)
+    np.testing.assert_allclose(body.embedding, want, atol=2e-5)
+
+
+def test_given_content_is_used_and_results_are_repeatable(client: TestClient, world: Path) -> None:
+    request = {**NEW, "title": "Sourdough in five days", "body": "Flour, water and patience.", "dim": 16}
+    a, b = client.post("/v1/pages/embed", json=request).json(), client.post("/v1/pages/embed", json=request).json()
+    assert a == b
+    assert a["text_source"] == "content" and a["dim"] == 16 and len(a["embedding"]) == 16
+    plain = client.post("/v1/pages/embed", json={**NEW, "dim": 16}).json()
+    assert plain["embedding"] != a["embedding"]
+    # the same walk in both: only the page's own text differs
+    assert plain["neighbours"] == a["neighbours"]
+
+
+def test_a_page_of_the_run_is_not_its_own_neighbour(client: TestClient, world: Path) -> None:
+    indptr = np.load(world / "graph" / "page__pin.indptr.npy")
+    indices = np.load(world / "graph" / "page__pin.indices.npy")
+    idx = int(np.argmax(np.diff(indptr)))
+    url = pq.read_table(world / "ingest" / "pages.parquet", columns=["url"])["url"][idx].as_py()
+    pin_ids = pq.read_table(world / "ingest" / "pins.parquet", columns=["pin_id"])["pin_id"].to_pylist()
+    pins = [pin_ids[int(p)] for p in indices[indptr[idx] : indptr[idx + 1]]]
+    body = client.post("/v1/pages/embed", json={"url": url, "pins": pins}).json()
+    assert body["in_store"] is True
+    assert url not in [n["url"] for n in body["neighbours"]]
+
+
+def test_new_page_errors(client: TestClient) -> None:
+    r = client.post("/v1/pages/embed", json={"url": "https://x.example.com/a", "pins": ["p1", "nope", "nada"]})
+    assert r.status_code == 404 and "2 unknown pin(s): 'nope', 'nada'" in r.json()["error"]
+    r = client.post("/v1/pages/embed", json={"url": "mailto:someone@example.com"})
+    assert r.status_code == 422 and "not a usable page URL" in r.json()["error"]
+    r = client.post("/v1/pages/embed", json={"url": "https://x.example.com/a", "dim": 20})
+    assert r.status_code == 422 and "Matryoshka" in r.json()["error"]
+    r = client.post("/v1/pages/embed", json={"url": "https://x.example.com/a", "day": "yesterday"})
+    assert r.status_code == 422 and "ISO date" in r.json()["error"]
+    r = client.post("/v1/pages/embed", json={"url": "https://x.example.com/a", "store": True})
+    assert r.status_code == 403 and "allow_store_writes" in r.json()["error"]
+    r = client.post("/v1/pages/embed", content=b"{not json", headers={"content-type": "application/json"})
+    assert r.status_code == 422 and r.json()["status"] == 422

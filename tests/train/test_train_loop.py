@@ -1,0 +1,149 @@
+"""The training loop: exact resume after a crash, early stopping, logs, and the graph's measurable gain."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from train_world import encoder_for, planted_world, train_data
+
+from linksage.config.train import TrainConfig
+from linksage.train.logs import read_tensorboard_scalars
+from linksage.train.loop import Trainer
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    # the shared 2-core machine: one thread is faster for these tiny models, and results depend on it
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _cfg(**kw: object) -> TrainConfig:
+    base: dict[str, object] = dict(
+        dims=(8, 16, 32),
+        d_model=32,
+        layers=2,
+        heads=4,
+        mlp_ratio=2,
+        neighbours=6,
+        batch_size=64,
+        random_negatives=64,
+        steps=30,
+        lr=3e-3,
+        warmup_steps=5,
+        eval_every=10,
+        eval_pages=200,
+        eval_pool=0,
+        patience=0,
+        checkpoint_every=10,
+        log_every=4,
+        val_fraction=0.2,
+        test_fraction=0.1,
+        dropout=0.1,  # exercises the saved global RNG
+    )
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
+class Crash(Exception):
+    pass
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path) -> None:
+    world = planted_world(n_pages=300, k=6)
+    cfg = _cfg(logq_correction=True)
+    data, _ = train_data(world, cfg)
+
+    whole = Trainer(cfg, data, encoder_for(data, cfg), device=CPU, work_dir=tmp_path / "a", checkpoint_key="k")
+    ref = whole.fit()
+
+    def crash_at_17(done: int) -> None:
+        if done == 17:
+            raise Crash
+
+    first = Trainer(cfg, data, encoder_for(data, cfg), device=CPU, work_dir=tmp_path / "b", checkpoint_key="k")
+    with pytest.raises(Crash):
+        first.fit(on_step=crash_at_17)
+    model = encoder_for(data, cfg)
+    resumed = Trainer(cfg, data, model, device=CPU, work_dir=tmp_path / "b", checkpoint_key="k").fit()
+
+    assert resumed.resumed_from == 10 and resumed.steps == ref.steps == 30
+    assert resumed.best_step == ref.best_step and resumed.best_recall == ref.best_recall
+    for (name, a), b in zip(whole.model.state_dict().items(), model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    columns = ["step", "lr", "loss", "grad_norm", "val_recall@100_d32"]
+    rows_a = [[r[c] for c in columns] for r in csv.DictReader((tmp_path / "a" / "metrics.csv").open())]
+    rows_b = [[r[c] for c in columns] for r in csv.DictReader((tmp_path / "b" / "metrics.csv").open())]
+    assert rows_a == rows_b and len(rows_a) == 30
+    tb_b = read_tensorboard_scalars(next((tmp_path / "b" / "tensorboard").iterdir()))
+    assert [s for s, t, _ in tb_b if t == "train/loss"] == list(range(1, 31))
+
+
+def test_a_checkpoint_of_another_config_is_ignored(tmp_path: Path) -> None:
+    world = planted_world(n_pages=200, k=6)
+    cfg = _cfg(steps=10, eval_every=0)
+    data, _ = train_data(world, cfg)
+    Trainer(cfg, data, encoder_for(data, cfg), device=CPU, work_dir=tmp_path, checkpoint_key="old").fit()
+    fit = Trainer(cfg, data, encoder_for(data, cfg), device=CPU, work_dir=tmp_path, checkpoint_key="new").fit()
+    assert fit.resumed_from == 0 and fit.steps == 10
+
+
+def test_early_stopping_keeps_the_best_weights() -> None:
+    world = planted_world(n_pages=200, k=6)
+    cfg = _cfg(steps=50, lr=1e-9, warmup_steps=0, eval_every=5, patience=2, dropout=0.0)
+    data, _ = train_data(world, cfg)
+    trainer = Trainer(cfg, data, encoder_for(data, cfg), device=CPU)
+    fit = trainer.fit()
+    # with a negligible learning rate recall never improves: evaluations at 5, 10, 15, then stop
+    assert fit.early_stopped and fit.steps == 15 and fit.best_step == 5
+    assert [h["step"] for h in fit.history] == [5, 10, 15]
+    assert trainer.evaluate() == fit.best_recall
+
+
+def test_graph_model_beats_content_only_on_a_planted_world() -> None:
+    """Page text is a weak topic signal; most neighbours share the page's topic. Short CPU runs (~20 s)."""
+    world = planted_world(n_pages=3000, n_topics=24, k=8, text_signal=0.4)
+    recall = {}
+    for k in (8, 0):
+        cfg = _cfg(
+            neighbours=k,
+            steps=250,
+            batch_size=128,
+            random_negatives=128,
+            lr=1e-2,
+            warmup_steps=20,
+            eval_every=0,
+            eval_pages=600,
+            eval_pool=1000,
+            checkpoint_every=0,
+            log_every=50,
+            dropout=0.0,
+            test_fraction=0.0,
+        )
+        data, _ = train_data(world, cfg)
+        fit = Trainer(cfg, data, encoder_for(data, cfg), device=CPU).fit()
+        recall[k] = fit.best_recall[32]
+    graph, content = recall[8], recall[0]
+    # measured: graph 0.62, content-only 0.40 (Recall@100 among ~1,000 pins; a perfect topic guess gives ~1)
+    assert graph > 1.3 * content and graph - content > 0.15, recall
+
+
+@pytest.mark.slow
+def test_compiled_steps_match_eager_steps() -> None:
+    """torch.compile of forward + loss (the GPU path) traces on CPU and computes the same steps."""
+    world = planted_world(n_pages=200, k=6)
+    cfg = _cfg(dropout=0.0, steps=3)
+    data, _ = train_data(world, cfg)
+    rows = []
+    for compile in (False, True):
+        trainer = Trainer(cfg, data, encoder_for(data, cfg), device=CPU, compile=compile)
+        rows.append(torch.stack([trainer.train_step(s) for s in range(3)]))
+    torch.testing.assert_close(rows[1], rows[0], rtol=1e-4, atol=1e-4)

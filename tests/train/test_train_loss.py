@@ -1,0 +1,102 @@
+"""The Matryoshka contrastive loss against a naive per-dim, per-row loop; the false-negative mask."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from train_reference import naive_false_negative_mask, naive_matryoshka_loss
+
+from linksage.config import ConfigError
+from linksage.loss import false_negative_mask, log_sampling_counts, matryoshka_contrastive_loss
+
+
+def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    pos_pins = torch.tensor([3, 7, 3, 9, 11, 12])  # pin 3 twice: the same pin in two rows
+    pos_pages = torch.tensor([0, 1, 2, 1, 4, 5])  # page 1 twice: rows 1 and 3 are each other's positives
+    neg = torch.tensor([7, 20, 21, 20, 3])  # a repeat (20) and two of the batch's positives (7, 3)
+    cand_pins = torch.cat([pos_pins, neg])
+    targets = torch.randn(30, 24, generator=g, dtype=torch.float64)
+    return pos_pins, pos_pages, cand_pins, targets[cand_pins]
+
+
+def test_mask_matches_loop_reference() -> None:
+    pos_pins, pos_pages, cand_pins, _ = _batch()
+    got = false_negative_mask(pos_pins, pos_pages, cand_pins).numpy()
+    want = naive_false_negative_mask(pos_pins.tolist(), pos_pages.tolist(), cand_pins.tolist())
+    np.testing.assert_array_equal(got, want)
+    assert not got[np.arange(6), np.arange(6)].any()  # a row's own positive is never masked
+    assert got[0, 2] and got[2, 0]  # pin 3 is row 0's and row 2's positive
+    assert got[1, 3] and got[3, 1]  # same page
+
+
+def test_each_row_scores_each_distinct_pin_once() -> None:
+    g = torch.Generator().manual_seed(1)
+    for _ in range(20):
+        pos_pins = torch.randint(0, 15, (8,), generator=g)
+        pos_pages = torch.randint(0, 6, (8,), generator=g)
+        cand = torch.cat([pos_pins, torch.randint(0, 15, (10,), generator=g)])
+        mask = false_negative_mask(pos_pins, pos_pages, cand)
+        for i in range(8):
+            kept = cand[~mask[i]].tolist()
+            assert len(kept) == len(set(kept))
+            assert int(pos_pins[i]) in kept
+
+
+@pytest.mark.parametrize("use_mask", [False, True])
+@pytest.mark.parametrize("use_log_q", [False, True])
+def test_loss_equals_naive_per_dim_loop(use_mask: bool, use_log_q: bool) -> None:
+    pos_pins, pos_pages, cand_pins, cands = _batch()
+    g = torch.Generator().manual_seed(2)
+    pages = torch.randn(6, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    dims, weights = [4, 8, 16], [1.0, 0.5, 2.0]
+    scales = torch.tensor([10.0, 14.0, 20.0], dtype=torch.float64, requires_grad=True)
+    mask = false_negative_mask(pos_pins, pos_pages, cand_pins) if use_mask else None
+    log_q = torch.rand(len(cand_pins), generator=g, dtype=torch.float64).log() if use_log_q else None
+
+    total, per_dim = matryoshka_contrastive_loss(pages, cands, dims, weights, scales, mask, log_q)
+    ref_total, ref_per_dim = naive_matryoshka_loss(pages, cands, dims, weights, scales, mask, log_q)
+    torch.testing.assert_close(per_dim, ref_per_dim)
+    torch.testing.assert_close(total, ref_total)
+    grads = torch.autograd.grad(total, [pages, scales])
+    ref_grads = torch.autograd.grad(ref_total, [pages, scales])
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_single_dim_is_plain_infonce() -> None:
+    g = torch.Generator().manual_seed(3)
+    pages, cands = torch.randn(5, 8, generator=g), torch.randn(9, 8, generator=g)
+    total, per_dim = matryoshka_contrastive_loss(pages, cands, [8], [1.0], torch.tensor([5.0]))
+    logits = 5.0 * torch.nn.functional.normalize(pages, dim=1) @ torch.nn.functional.normalize(cands, dim=1).T
+    torch.testing.assert_close(total, torch.nn.functional.cross_entropy(logits, torch.arange(5)))
+    assert per_dim.shape == (1,)
+
+
+def test_log_sampling_counts() -> None:
+    counts = torch.tensor([3.0, 1.0, 0.0, 0.0])
+    got = log_sampling_counts(counts, n_pairs=4, batch=2, random_negatives=8)
+    want = torch.log(torch.tensor([2 * 3 / 4 + 2, 2 * 1 / 4 + 2, 2.0, 2.0]))
+    torch.testing.assert_close(got, want)
+
+
+@pytest.mark.parametrize(
+    ("dims", "message"),
+    [
+        ((), "needs at least one dim"),
+        ((16, 0, 32), "every dim must be positive, got 0"),
+        ((16, 64, 32), "must be strictly increasing (each a prefix of the next), got 32 after 64"),
+        ((16, 16), "got 16 after 16"),
+    ],
+)
+def test_dims_are_validated_with_helpful_errors(dims: tuple[int, ...], message: str) -> None:
+    pages = torch.randn(2, 64)
+    with pytest.raises(ConfigError) as err:
+        matryoshka_contrastive_loss(pages, pages, dims, [1.0] * len(dims), torch.ones(len(dims)))
+    assert message in str(err.value)
+
+
+def test_dims_beyond_the_embedding_are_refused() -> None:
+    with pytest.raises(ValueError, match="dims up to 64 need that many columns; pages have 32"):
+        matryoshka_contrastive_loss(torch.randn(2, 32), torch.randn(2, 64), [16, 64], [1.0, 1.0], torch.ones(2))

@@ -1,0 +1,146 @@
+"""The train stage on a run directory laid out as the upstream stages write it; the inference API."""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+from train_world import planted_world, write_run_dir
+
+from linksage.config import ConfigError, load_config
+from linksage.errors import LinksageError
+from linksage.pipeline import StageContext, StageResult
+from linksage.rundir import RunDir
+from linksage.train.infer import PageEmbedder, embed_pages, load_model, pin_vectors
+from linksage.train.logs import read_tensorboard_scalars
+from linksage.train.pairs import TEST, TRAIN, UNUSED, VAL
+from linksage.train.stage import run
+
+SMALL = [
+    "train.dims=[8, 16, 32]",
+    "train.d_model=32",
+    "train.layers=2",
+    "train.heads=4",
+    "train.mlp_ratio=2",
+    "train.neighbours=6",
+    "train.batch_size=64",
+    "train.random_negatives=64",
+    "train.steps=40",
+    "train.lr=3e-3",
+    "train.warmup_steps=5",
+    "train.eval_every=20",
+    "train.checkpoint_every=20",
+    "train.log_every=10",
+    "train.threads=1",
+]
+
+
+@pytest.fixture(autouse=True)
+def keep_threads() -> Iterator[None]:
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_run_dir(planted_world(n_pages=300, k=8), tmp_path_factory.mktemp("run"))
+
+
+def _run(root: Path, overrides: list[str]) -> tuple[StageResult, Path]:
+    cfg = load_config(None, SMALL + overrides)
+    rd = RunDir(root)
+    out = rd.new_staging("train")
+    return run(StageContext(config=cfg, run_dir=rd, stage="train", out=out)), out
+
+
+@pytest.fixture(scope="module")
+def trained(run_dir: Path) -> Iterator[tuple[StageResult, Path]]:
+    before = torch.get_num_threads()
+    yield _run(run_dir, [])
+    torch.set_num_threads(before)
+
+
+def test_stage_writes_the_model_and_logs(trained: tuple[StageResult, Path]) -> None:
+    result, out = trained
+    assert {p.name for p in out.iterdir()} == {"model.pt", "split.npy", "metrics.csv", "tensorboard"}
+    split = np.load(out / "split.npy")
+    assert split.dtype == np.int8 and len(split) == 300 and set(np.unique(split)) <= {UNUSED, TRAIN, VAL, TEST}
+    assert result.counts["train_pages"] == (split == TRAIN).sum() and result.counts["steps"] == 40
+    assert set(result.metrics["val_recall@100"]) == {"8", "16", "32"}
+    assert set(result.metrics["test_recall@100"]) == {"8", "16", "32"}
+    rows = list(csv.DictReader((out / "metrics.csv").open()))
+    assert [int(r["step"]) for r in rows] == list(range(1, 41))
+    assert rows[19]["val_recall@100_d32"] != "" and rows[18]["val_recall@100_d32"] == ""
+    scalars = read_tensorboard_scalars(next((out / "tensorboard").iterdir()))
+    assert {t for _, t, _ in scalars} >= {"train/loss", "train/loss_d8", "train/temperature_d32", "val/recall@100_d32"}
+
+
+def test_api_embeddings_are_comparable_with_pin_vectors(run_dir: Path, trained: tuple[StageResult, Path]) -> None:
+    out = trained[1]
+    model = load_model(out)
+    assert model.dims == (8, 16, 32) and model.neighbours == 6
+    pages = np.arange(0, 300, 7)
+    emb = embed_pages(out, run_dir, pages)
+    assert emb.shape == (len(pages), 32) and emb.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
+    small = embed_pages(out, run_dir, pages, dim=8)
+    prefix = emb[:, :8] / np.linalg.norm(emb[:, :8], axis=1, keepdims=True)
+    np.testing.assert_allclose(small, prefix, atol=1e-5)
+    pins = pin_vectors(out, run_dir)
+    assert pins.shape == (planted_world(n_pages=300, k=8).n_pins, 32)
+    # the model's space is the rotated target space: rotating back recovers the pins' own cosines
+    targets = np.load(run_dir / "content" / "pin_target.npy").astype(np.float32)
+    unit = targets / np.linalg.norm(targets, axis=1, keepdims=True)
+    np.testing.assert_allclose(pins[:20] @ pins[:20].T, unit[:20] @ unit[:20].T, atol=1e-3)
+    with pytest.raises(LinksageError, match="dim 12 is not one of the model's Matryoshka dims"):
+        embed_pages(out, run_dir, pages, dim=12)
+    with pytest.raises(LinksageError, match="page_idx 300 is outside"):
+        embed_pages(out, run_dir, np.array([300]))
+
+
+def test_a_page_embedding_never_reads_its_pins(
+    run_dir: Path, trained: tuple[StageResult, Path], tmp_path: Path
+) -> None:
+    """No leakage: scrambling every pin's target and content leaves every page embedding unchanged."""
+    out = trained[1]
+    before = embed_pages(out, run_dir, np.arange(300))
+    other = tmp_path / "run"
+    shutil.copytree(run_dir, other)
+    target = np.load(other / "content" / "pin_target.npy")
+    np.save(other / "content" / "pin_target.npy", np.random.default_rng(0).permutation(target))
+    np.save(other / "content" / "pin_text.npy", np.ones_like(target))
+    np.testing.assert_array_equal(embed_pages(out, other, np.arange(300)), before)
+
+
+def test_time_split_and_content_only_baseline(run_dir: Path) -> None:
+    result, out = _run(run_dir, ['train.split="time"', 'train.split_date="2013-04-15"', "train.neighbours=0"])
+    split = np.load(out / "split.npy")
+    first_seen = pq.read_table(run_dir / "ingest" / "pages.parquet").column("first_seen").to_numpy()
+    cut = 1_365_984_000  # 2013-04-15 UTC
+    assert (split[first_seen >= cut] == TEST).all() and np.isin(split[first_seen < cut], [TRAIN, VAL]).all()
+    assert result.counts["train_pairs_dropped_future_pins"] > 0  # pins after the cut-off of earlier pages
+    assert load_model(out).neighbours == 0 and result.metrics["tokens"] == 3
+
+
+def test_dims_larger_than_the_targets_are_refused(run_dir: Path) -> None:
+    with pytest.raises(ConfigError, match="the largest dim 64 exceeds the pins' target embedding dim 32"):
+        _run(run_dir, ["train.dims=[16, 64]"])
+
+
+def test_embedder_refuses_features_of_another_shape(
+    run_dir: Path, trained: tuple[StageResult, Path], tmp_path: Path
+) -> None:
+    out = trained[1]
+    other = tmp_path / "run"
+    shutil.copytree(run_dir, other)
+    text = np.load(other / "content" / "page_text.npy")
+    np.save(other / "content" / "page_text.npy", np.concatenate([text, text], axis=1))
+    with pytest.raises(LinksageError, match=r"page features \(text dim, image dim, image slots\) = \(64, 0, 1\)"):
+        PageEmbedder.from_run(out, other)

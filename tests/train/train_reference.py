@@ -1,0 +1,91 @@
+"""Slow, obviously-correct references for the training kernels: loops over dims, rows and pairs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from linksage.model import PageInputs
+from linksage.train.features import PageFeatures
+
+
+def naive_matryoshka_loss(
+    pages: Tensor,
+    candidates: Tensor,
+    dims: list[int],
+    weights: list[float],
+    scales: Tensor,
+    mask: Tensor | None = None,
+    log_q: Tensor | None = None,
+) -> tuple[Tensor, Tensor]:
+    """For each dim: normalise both prefixes, then per row -log softmax of column i over unmasked columns."""
+    per_dim = []
+    for k, d in enumerate(dims):
+        p = pages[:, :d] / pages[:, :d].norm(dim=1, keepdim=True)
+        c = candidates[:, :d] / candidates[:, :d].norm(dim=1, keepdim=True)
+        row_losses = []
+        for i in range(p.shape[0]):
+            terms = []
+            for j in range(c.shape[0]):
+                if mask is not None and bool(mask[i, j]):
+                    continue
+                logit = (p[i] * c[j]).sum() * scales[k]
+                if log_q is not None:
+                    logit = logit - log_q[j]
+                terms.append(logit)
+                if j == i:
+                    positive = logit
+            row_losses.append(torch.logsumexp(torch.stack(terms), 0) - positive)
+        per_dim.append(torch.stack(row_losses).mean())
+    losses = torch.stack(per_dim)
+    return sum(w * x for w, x in zip(weights, losses, strict=True)), losses  # type: ignore[return-value]
+
+
+def naive_false_negative_mask(pos_pins: list[int], pos_pages: list[int], cand_pins: list[int]) -> np.ndarray:
+    B, C = len(pos_pins), len(cand_pins)
+    mask = np.zeros((B, C), dtype=bool)
+    for i in range(B):
+        for j in range(C):
+            if j == i:
+                continue
+            repeat = cand_pins[j] in cand_pins[:j]
+            same_page = j < B and pos_pages[j] == pos_pages[i]
+            mask[i, j] = cand_pins[j] == pos_pins[i] or same_page or repeat
+    return mask
+
+
+def loop_recall_at_k(scores: np.ndarray, positives: dict[int, set[int]], k: int) -> float:
+    """Per (query, positive) pair: a hit when fewer than k of the query's negatives score higher."""
+    hits = total = 0
+    for q, pos in positives.items():
+        for p in pos:
+            higher = sum(1 for j in range(scores.shape[1]) if j not in pos and scores[q, j] > scores[q, p])
+            hits += higher < k
+            total += 1
+    return hits / total if total else math.nan
+
+
+def loop_gather(f: PageFeatures, pages: list[int]) -> PageInputs:
+    """One page at a time, in plain Python indexing."""
+    rows = []
+    for p in pages:
+        nbr = [int(x) for x in f.neighbours[p]]
+        nbr_text = torch.stack([f.text[max(n, 0)].float() for n in nbr]) if nbr else torch.zeros(0, f.text_dim)
+        nbr_image = torch.stack([f.nbr_image[max(n, 0)].float() for n in nbr]) if nbr else torch.zeros(0, f.image_dim)
+        rows.append(
+            (
+                f.text[p].float(),
+                f.image[p].float(),
+                f.image_mask[p],
+                f.degree_bucket[p].long(),
+                nbr_text,
+                nbr_image,
+                torch.tensor([n >= 0 for n in nbr], dtype=torch.bool),
+                torch.tensor([bool(f.has_image[max(n, 0)]) for n in nbr], dtype=torch.bool),
+                f.log_visits[p].float(),
+            )
+        )
+    return PageInputs(*(torch.stack([r[i] for r in rows]) for i in range(9)))
