@@ -1,0 +1,76 @@
+"""CSR arrays of one edge type and direction: build from edge lists, save as ``.npy``, memory-map back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+from linksage.graph.schema import csr_stem
+
+CSR = tuple[np.ndarray, np.ndarray]  # (indptr int64 (n_src + 1,), indices int32 (nnz,))
+
+
+def csr_from_edges(src: np.ndarray, dst: np.ndarray, n_src: int) -> CSR:
+    """CSR of edges ``src[i] -> dst[i]``; each row's neighbours sorted ascending (deterministic layout)."""
+    src = np.ascontiguousarray(src, dtype=np.int64)
+    dst = np.ascontiguousarray(dst, dtype=np.int64)
+    if src.shape != dst.shape or src.ndim != 1:
+        raise ValueError(f"src and dst must be 1-d and of equal length, got {src.shape} and {dst.shape}")
+    if src.size and (src.min() < 0 or src.max() >= n_src):
+        raise ValueError(f"source index out of range [0, {n_src}): {int(src.min())}..{int(src.max())}")
+    if dst.size and dst.min() < 0:
+        raise ValueError(f"negative destination index {int(dst.min())}")
+    n_dst = int(dst.max()) + 1 if dst.size else 0
+    indptr = np.zeros(n_src + 1, np.int64)
+    indices = np.empty(src.shape[0], np.int32)
+    _radix_csr(src, dst, n_dst, indptr, indices)
+    return indptr, indices
+
+
+@njit(cache=True)
+def _radix_csr(src: np.ndarray, dst: np.ndarray, n_dst: int, indptr: np.ndarray, indices: np.ndarray) -> None:
+    """Two stable counting sorts (by destination, then by source): O(edges + nodes), rows sorted."""
+    n = src.shape[0]
+    by_dst = np.zeros(n_dst + 1, np.int64)
+    for i in range(n):
+        by_dst[dst[i] + 1] += 1
+    for j in range(n_dst):
+        by_dst[j + 1] += by_dst[j]
+    order = np.empty(n, np.int64)
+    for i in range(n):
+        order[by_dst[dst[i]]] = i
+        by_dst[dst[i]] += 1
+    for i in range(n):
+        indptr[src[i] + 1] += 1
+    for j in range(indptr.shape[0] - 1):
+        indptr[j + 1] += indptr[j]
+    fill = indptr[:-1].copy()
+    for e in order:
+        row = src[e]
+        indices[fill[row]] = dst[e]
+        fill[row] += 1
+
+
+def csr_pair(a: np.ndarray, b: np.ndarray, n_a: int, n_b: int) -> tuple[CSR, CSR]:
+    """Both directions of the undirected edges ``(a[i], b[i])``: (a -> b, b -> a)."""
+    return csr_from_edges(a, b, n_a), csr_from_edges(b, a, n_b)
+
+
+def csr_to_edges(indptr: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Edge lists (src int64, dst int64) of a CSR, in row order."""
+    src = np.repeat(np.arange(indptr.shape[0] - 1, dtype=np.int64), np.diff(indptr))
+    return src, np.asarray(indices, dtype=np.int64)
+
+
+def save_csr(folder: Path, src: str, dst: str, csr: CSR) -> None:
+    indptr, indices = csr
+    np.save(folder / f"{csr_stem(src, dst)}.indptr.npy", np.ascontiguousarray(indptr, dtype=np.int64))
+    np.save(folder / f"{csr_stem(src, dst)}.indices.npy", np.ascontiguousarray(indices, dtype=np.int32))
+
+
+def load_csr(folder: Path, src: str, dst: str) -> CSR:
+    """Memory-map one CSR written by ``save_csr``."""
+    stem = folder / csr_stem(src, dst)
+    return np.load(f"{stem}.indptr.npy", mmap_mode="r"), np.load(f"{stem}.indices.npy", mmap_mode="r")
