@@ -6,7 +6,6 @@ The fast test crawls a slice of the articles; the slow one all 181 (acceptance p
 
 from __future__ import annotations
 
-import importlib.util
 import io
 from collections import Counter
 from typing import Any
@@ -49,12 +48,13 @@ def serve_photo_pages(site: LocalSite) -> dict[str, dict[str, tuple[int, int]]]:
 
 
 def image_vectors(images: list[bytes]) -> np.ndarray:
-    """Vectors from the content stage's image encoder (issue 4, part 2), once it exists."""
-    if importlib.util.find_spec("linksage.content.image") is None:
-        pytest.xfail("linksage.content.image (the image encoder, issue 4 part 2) is not built yet")
-    from linksage.content import image  # noqa: F401
+    """(n, D) vectors of fetched image bytes through the content stage's EfficientNet-Lite0 encoder."""
+    from linksage.content.image import Decoded, EfficientNetImageEncoder, decode_image
 
-    pytest.xfail("linksage.content.image exists: wire its encoder here (see the report to the lead)")
+    decoded = [decode_image(b) for b in images]
+    assert all(isinstance(d, Decoded) for d in decoded), [d for d in decoded if not isinstance(d, Decoded)]
+    pixels = np.stack([d.pixels for d in decoded if isinstance(d, Decoded)])
+    return EfficientNetImageEncoder("cpu").encode(pixels)
 
 
 def crawl_site(n_articles: int | None) -> tuple[CrawlResult, dict[str, str], dict[str, dict[str, tuple[int, int]]]]:

@@ -13,7 +13,7 @@ class GraphConfig:
     near_duplicates: bool = True  # cluster near-duplicate pins by their content vectors
     near_duplicate_threshold: float = 0.9  # cosine between pins' content vectors
     near_duplicate_k: int = 16  # candidate neighbours asked of the index per distinct vector
-    near_duplicate_exact_max: int = 50_000  # up to this many distinct vectors, an exact flat index; beyond, IVF
+    near_duplicate_exact_max: int = 10_000  # up to this many distinct vectors, an exact flat index; beyond, IVF
     near_duplicate_nprobe: int = 1  # IVF lists searched per vector
     near_duplicate_pca: int = 128  # IVF candidates are searched in a PCA projection to this many dims (0 = none)
     hub_cap: int = 10_000  # a node with more edges of one type keeps a uniform sample of this many

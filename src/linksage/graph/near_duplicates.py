@@ -40,7 +40,7 @@ def near_duplicate_clusters(
     *,
     k: int = 16,
     nprobe: int = 1,
-    exact_max: int = 50_000,
+    exact_max: int = 10_000,
     pca_dim: int = 128,
     seed: int = 0,
     threads: int = 0,
