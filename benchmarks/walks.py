@@ -223,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
 
     all_threads = numba.config.NUMBA_NUM_THREADS
     threads = sorted({int(t) for t in args.threads.split(",") if t} or {1, all_threads})
+    if threads[0] < 1 or threads[-1] > all_threads:
+        p.error(f"--threads must lie in 1..{all_threads} (numba's NUMBA_NUM_THREADS here), got {args.threads}")
     t0 = time.perf_counter()
     graph = synthetic_graph(args.pins, args.pages, args.edges, args.seed)
     print(f"graph: {args.pins:,} pins, {args.pages:,} pages, {args.edges:,} edges in {time.perf_counter() - t0:.1f}s")
