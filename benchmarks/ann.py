@@ -19,12 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
 import numpy as np
 
+from _machine import machine
 from linksage.config.store import IndexConfig
 from linksage.search.ann import AnnIndex, normalise
 
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "build_s": round(build_s, 1),
         # other processes share the cores: the 1-minute load average before and after the run says how much
         "load_avg_1m": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.system()}",
+        "machine": machine(),
     }
     print(
         f"{index.params.kind}: recall@{args.k} {recall:.4f}, single median {result['median_latency_ms']} ms "

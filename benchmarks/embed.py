@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -33,6 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from _machine import machine
 from linksage.config.store import EmbedConfig
 from linksage.embed.batch import embed_into_store, resolve_device
 from linksage.model import EncoderConfig, LinkSageEncoder
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "precision": "bf16" if cuda else "fp32",
         "tokens": 3 + (1 if args.image_dim else 0) + args.k * (2 if args.image_dim else 1),
         "torch_threads": torch.get_num_threads(),
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus, {platform.system()}",
+        "machine": machine(device),
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
     if args.workdir is None:

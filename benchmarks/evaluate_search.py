@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 
 import numpy as np
 import torch
 
+from _machine import machine
 from linksage.evaluate.metrics import Positives, rank_positives
 
 
@@ -64,9 +63,6 @@ def main() -> None:
     search_s, faiss_s = statistics.median(ours), statistics.median(base)
     print(f"pool {args.pool:,} x {args.dim}, {args.queries:,} queries, dims {dims}")
     print(f"ours {search_s:.2f}s (all dims), faiss {faiss_s:.2f}s (dim {args.dim} only)")
-    machine = f"{platform.machine()} {os.cpu_count()} cpus" + (
-        f", {torch.cuda.get_device_name()}" if args.device.startswith("cuda") else ""
-    )
     print(
         json.dumps(
             {
@@ -75,7 +71,7 @@ def main() -> None:
                 "ratio_vs_faiss": round(search_s / faiss_s, 3),
                 "per_dim_ratio": round(search_s / len(dims) / faiss_s, 3),
                 "queries_per_s": round(args.queries * len(dims) / search_s, 1),
-                "machine": machine,
+                "machine": machine(args.device),
             }
         )
     )

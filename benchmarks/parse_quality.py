@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
-import platform
 import re
 import statistics
 import sys
@@ -34,6 +32,8 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from _machine import machine
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "article-extraction-benchmark"
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
@@ -83,16 +83,6 @@ def whitespace_f1(truth: str, pred: str) -> float:
         return 0.0
     precision, recall = overlap / sum(p.values()), overlap / sum(t.values())
     return 2 * precision * recall / (precision + recall)
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            model = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {os.cpu_count()} cpus"
 
 
 def timed_pass(

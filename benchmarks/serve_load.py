@@ -48,6 +48,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from _machine import machine
+
 DIM = 256
 DIMS = (16, 32, 64, 128, 256)
 TARGETS = {"embedding": (1_000.0, 50.0), "pins": (100.0, 100.0)}  # (requests/s at least, p99 ms at most)
@@ -367,8 +369,7 @@ def main() -> None:
             **build,
             "loadavg_before": [round(x, 2) for x in load_before],
             "loadavg_after": [round(x, 2) for x in os.getloadavg()],
-            "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} of {os.cpu_count()} cpus, "
-            f"Python {platform.python_version()}",
+            "machine": f"{machine()}, Python {platform.python_version()}",
         }
     )
     print(json.dumps(result))

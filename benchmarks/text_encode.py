@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -34,25 +33,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from _machine import machine
 from linksage.config.content import ContentConfig
 from linksage.content.text import create_text_encoder, minilm_path, resolve_device
 
 POSTS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "reddit-top-2.5m" / "link_posts"
-
-
-def machine(device: str) -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            model = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    text = f"{model}, {os.cpu_count()} cpus"
-    if device == "cuda":
-        import torch
-
-        text += f", {torch.cuda.get_device_name()}"
-    return text
 
 
 def load_titles(posts: Path, n: int) -> list[str]:

@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
 
 import torch
 
+from _machine import machine
 from linksage.config.train import TrainConfig
 from linksage.model import EncoderConfig, LinkSageEncoder, PageInputs
 from linksage.train.features import PageFeatures
@@ -186,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "model_only_samples_per_s": round(a.batch / t_model, 1),
         "data_path_overhead": round(t_e2e / t_model - 1.0, 4),
         "device": device.type,
-        "machine": _machine(device),
+        "machine": machine(device),
         "preset": preset,
         "batch": a.batch,
         "random_negatives": a.negatives,
@@ -209,12 +208,6 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     )
     print(json.dumps(result))
     return result
-
-
-def _machine(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)}, {os.cpu_count()} CPUs"
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
 
 
 if __name__ == "__main__":

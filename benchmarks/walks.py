@@ -26,7 +26,6 @@ import dataclasses
 import json
 import math
 import os
-import platform
 import statistics
 import sys
 import time
@@ -36,6 +35,7 @@ import numba
 import numpy as np
 from numba import njit, prange
 
+from _machine import machine
 from linksage.config.walk import WalkConfig
 from linksage.graph.csr import csr_pair
 from linksage.walk import kernels as kern
@@ -197,16 +197,6 @@ def timed(fns: dict[str, Callable[[], np.ndarray]], repeats: int) -> dict[str, t
     return {name: (statistics.median(wall[name]), statistics.median(cpu[name]), steps[name]) for name in fns}
 
 
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as fh:
-            model = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model}, {os.cpu_count()} cpus, numba {numba.__version__} ({numba.config.THREADING_LAYER})"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     p.add_argument("--pins", type=int, default=1_000_000)
@@ -291,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         "walkers": args.walkers,
         "step": "one edge traversal; counting and top-K included",
         "load_average_1min": round(load, 2),
-        "machine": machine(),
+        "machine": f"{machine()}, numba {numba.__version__} ({numba.config.THREADING_LAYER})",
     }
     print(json.dumps(result))
     return 0
