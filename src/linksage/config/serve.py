@@ -17,6 +17,7 @@ class ServeConfig:
     max_embed_pins: int = 10_000  # pins one POST /v1/pages/embed may name
     allow_store_writes: bool = True  # POST /v1/pages/embed may upsert into the store when it asks to
     access_log: bool = False  # uvicorn's per-request log lines (costly under load)
+    fast_lookup: bool = True  # GET /v1/pages/embedding answered before FastAPI's routing (same answers)
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65_535:

@@ -4,6 +4,7 @@
 
 Startup loads the store's newest version and the run's stages (``ServeState.refresh``) and starts the
 background reloader; shutdown stops it. Every error is a JSON body ``{"error": ..., "status": ...}``.
+Plain embedding look-ups skip FastAPI altogether (``LinksageApp``, ``linksage.serve.lookup``).
 """
 
 from __future__ import annotations
@@ -26,13 +27,32 @@ from linksage.config.serve import ServeConfig
 from linksage.errors import LinksageError
 from linksage.serve.errors import ServeError
 from linksage.serve.limits import BodyLimitMiddleware
-from linksage.serve.metrics import MetricsMiddleware, Registry
-from linksage.serve.routes import api_router, model_dims
+from linksage.serve.lookup import EmbeddingLookup, error_answer
+from linksage.serve.metrics import MetricsMiddleware, Receive, Registry, Scope, Send
+from linksage.serve.params import model_dims
+from linksage.serve.routes import api_router
 from linksage.serve.schemas import HealthOut
 from linksage.serve.state import ServeState
 
 STATIC = Path(__file__).parent / "static"
 logger = logging.getLogger("linksage")
+
+
+class LinksageApp(FastAPI):
+    """FastAPI, but a plain ``GET /v1/pages/embedding`` goes straight to ``embedding_lookup`` when it is set.
+
+    Checked before FastAPI's own ``__call__``, so the look-up pays for none of its middleware stack, routing
+    or request objects; everything else (and the look-ups it declines) is FastAPI's as usual.
+    """
+
+    embedding_lookup: EmbeddingLookup | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        lookup = self.embedding_lookup
+        if lookup is not None and lookup.handles(scope):
+            await lookup(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 def serve_config(config: Config | None) -> ServeConfig:
@@ -43,7 +63,7 @@ def serve_config(config: Config | None) -> ServeConfig:
 
 def create_app(
     run_dir: Path | str, config: Config | None = None, serve_cfg: ServeConfig | None = None, *, reload: bool = True
-) -> FastAPI:
+) -> LinksageApp:
     """The app over ``run_dir`` (its store at ``config.store.path``, default <run_dir>/store).
 
     ``reload=False`` loads once at startup and never checks for new versions (tests that drive
@@ -64,7 +84,7 @@ def create_app(
         finally:
             state.stop()
 
-    app = FastAPI(
+    app = LinksageApp(
         title="linksage",
         version=__version__,
         summary="Landing-page embeddings: look-ups, top-k pins and pages, new pages, browse.",
@@ -73,6 +93,7 @@ def create_app(
     )
     app.state.linksage = state
     app.state.metrics = registry
+    app.embedding_lookup = EmbeddingLookup(state, registry) if cfg.fast_lookup else None
     app.include_router(api_router(state, cfg))
     _add_service_routes(app, state, registry)
     _add_error_handlers(app)
@@ -140,7 +161,7 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(ServeError)
     async def serve_error(_: Request, exc: ServeError) -> JSONResponse:
-        return error(exc.status, str(exc))
+        return error(*error_answer(exc))
 
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
@@ -154,13 +175,11 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(LinksageError)
     async def linksage_error(_: Request, exc: LinksageError) -> JSONResponse:
-        logger.error("serve: %s", exc)
-        return error(500, str(exc))
+        return error(*error_answer(exc))
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        logger.exception("serve: unexpected error")
-        return error(500, f"internal error: {type(exc).__name__}")
+        return error(*error_answer(exc))
 
 
 def _validation_entry(err: Any) -> dict[str, Any]:

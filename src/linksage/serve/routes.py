@@ -1,9 +1,9 @@
 """The JSON API: page embeddings, top-k pins for a page, top-k pages for a pin, new pages, browse helpers.
 
 Each handler reads the state's snapshots once (``state.need_store()``, ``state.need_run()``) and answers
-from them alone. The two hot look-ups return pre-serialised JSON (``_json``) instead of going through
-response-model validation; their bodies are still documented by ``response_model``, and the tests
-validate them against it.
+from them alone. The two hot look-ups return pre-serialised JSON (``embedding_body`` of
+``linksage.serve.lookup``, ``_json``) instead of going through response-model validation; their bodies
+are still documented by ``response_model``, and the tests validate them against it.
 """
 
 # no `from __future__ import annotations` here: FastAPI must see the route annotations built inside
@@ -11,7 +11,6 @@ validate them against it.
 import datetime
 import json
 from typing import Annotated, Any
-from urllib.parse import parse_qsl
 
 import numpy as np
 import pyarrow as pa
@@ -19,9 +18,10 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import FileResponse, Response
 
 from linksage.config.serve import ServeConfig
-from linksage.ingest.urls import canonicalise
 from linksage.serve.errors import BadInput, Conflict, Forbidden, NotFound
+from linksage.serve.lookup import embedding_body
 from linksage.serve.new_page import EmbeddedPage, NewPage, embed_new_page
+from linksage.serve.params import canonical, check_dim, query_params, stored_row
 from linksage.serve.run_view import RunSnapshot
 from linksage.serve.schemas import (
     MAX_URL_CHARS,
@@ -45,11 +45,6 @@ from linksage.serve.store_view import StoreSnapshot
 
 BODY_PREVIEW = 2_000
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (404, 409, 422, 503)}
-
-
-# 9 significant digits print every float32 exactly (a client parsing them as float32 gets the stored bits)
-_FLOAT32 = "{:.9g}".format
-_EMBEDDING_JSON = '{"url":%s,"page_id":"%d","dim":%d,"embedding":[%s],"model_version":%s,"day":"%s","store_version":%d}'
 EMBEDDING_PARAMS = [
     {
         "name": "url",
@@ -68,68 +63,8 @@ EMBEDDING_PARAMS = [
 ]
 
 
-def _query(request: Request) -> dict[str, str]:
-    """The query string as a dict (the last value of a repeated name wins, as in Starlette)."""
-    return dict(parse_qsl(request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True))
-
-
-def _url_param(query: dict[str, str]) -> str:
-    url = query.get("url")
-    if url is None:
-        raise BadInput("url: Field required")
-    if not 1 <= len(url) <= MAX_URL_CHARS:
-        raise BadInput(f"url: must have 1 to {MAX_URL_CHARS} characters, got {len(url)}")
-    return url
-
-
-def _int_param(query: dict[str, str], name: str, default: int | None, low: int, high: int | None) -> int | None:
-    raw = query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadInput(f"{name}: expected an integer, got {raw[:40]!r}") from None
-    if value < low or (high is not None and value > high):
-        bound = f"in [{low}, {high}]" if high is not None else f">= {low}"
-        raise BadInput(f"{name}: must be {bound}, got {value}")
-    return value
-
-
 def _json(payload: dict[str, Any]) -> Response:
     return Response(json.dumps(payload, separators=(",", ":")).encode(), media_type="application/json")
-
-
-def _canonical(url: str) -> str:
-    canonical, reason = canonicalise(url)
-    if canonical is None:
-        raise BadInput(f"url {url[:200]!r} is not a usable page URL: {reason}")
-    return canonical
-
-
-def _stored_row(store: StoreSnapshot, canonical: str, url: str) -> int:
-    row = store.find(canonical)
-    if row is None:
-        raise NotFound(f"page {canonical} (from {url[:200]!r}) is not in the store (version {store.version})")
-    return row
-
-
-def model_dims(state: ServeState) -> tuple[int, ...]:
-    """The Matryoshka dims a request may ask for: the run's model's, when it matches the store's size."""
-    store, run = state.store, state.run
-    model = run.model if run is not None else None
-    if model is not None and (store is None or model.output_dim == store.dim):
-        return tuple(model.dims)
-    return (store.dim,) if store is not None else ()
-
-
-def _check_dim(state: ServeState, dim: int | None, full: int) -> int:
-    if dim is None:
-        return full
-    dims = model_dims(state)
-    if dim not in dims:
-        raise BadInput(f"dim {dim} is not one of the model's Matryoshka dims {list(dims)}")
-    return dim
 
 
 def _prefix(vector: np.ndarray, dim: int) -> np.ndarray:
@@ -201,32 +136,19 @@ def api_router(state: ServeState, cfg: ServeConfig) -> APIRouter:
     async def page_embedding(request: Request) -> Response:
         """A page's stored embedding at a Matryoshka dim: its prefix, re-normalised.
 
-        The hot path: parameters are parsed here, not by FastAPI's validation (documented by
-        ``openapi_extra``), and the body is written directly; see the module docstring.
+        Usually answered by ``linksage.serve.lookup`` before FastAPI sees the request; this route documents
+        it (parameters in ``openapi_extra``: they are parsed by ``embedding_body``, not by FastAPI's
+        validation) and answers whatever the fast path declines, with the same code.
         """
-        query = _query(request)
-        url = _url_param(query)
-        store = state.need_store()
-        d = _check_dim(state, _int_param(query, "dim", None, 1, None), store.dim)
-        canonical = _canonical(url)
-        row = _stored_row(store, canonical, url)
-        body = _EMBEDDING_JSON % (
-            json.dumps(canonical),
-            int(store.page_ids[row]),
-            d,
-            ",".join(map(_FLOAT32, store.vector(row, d).tolist())),
-            json.dumps(store.model_version(row)),
-            store.day(row),
-            store.version,
-        )
-        return Response(body.encode(), media_type="application/json")
+        body = embedding_body(state, query_params(request.scope.get("query_string", b"")))
+        return Response(body, media_type="application/json")
 
     @router.get("/pages/pins", response_model=PinsOut, tags=["pages"])
     def page_pins(url: Url, k: K = 20) -> Response:
         """Top-k pins for a page: ANN candidates over the pins' targets, re-ranked by exact cosine."""
         store, run = state.need_store(), state.need_run()
-        canonical = _canonical(url)
-        row = _stored_row(store, canonical, url)
+        canonical_url = canonical(url)
+        row = stored_row(store, canonical_url, url)
         index, pins = run.need("pins_index"), run.need("pins")
         model_version = _same_model(store, row, run)
         scores, found = index.search(store.embeddings[row][None, :], k)
@@ -237,7 +159,7 @@ def api_router(state: ServeState, cfg: ServeConfig) -> APIRouter:
         ]
         return _json(
             {
-                "url": canonical,
+                "url": canonical_url,
                 "page_id": str(int(store.page_ids[row])),
                 "k": k,
                 "model_version": model_version,
@@ -283,7 +205,7 @@ def api_router(state: ServeState, cfg: ServeConfig) -> APIRouter:
             raise Forbidden("store writes are disabled on this server (serve.allow_store_writes = false)")
         day = _day(request.day)
         model = run.need("model")
-        dim = _check_dim(state, request.dim, model.output_dim)
+        dim = check_dim(state, request.dim, model.output_dim)
         page = embed_new_page(
             run,
             NewPage(request.url, request.title, request.description, request.body, tuple(request.pins)),
@@ -319,16 +241,18 @@ def api_router(state: ServeState, cfg: ServeConfig) -> APIRouter:
         pins: Annotated[int, Query(ge=0, le=cfg.max_k)] = 20,
     ) -> DetailOut:
         """What the browse page shows of a page: its content, walk neighbours and linking pins."""
-        canonical = _canonical(url)
+        canonical_url = canonical(url)
         store, run = state.store, state.run
-        srow = store.find(canonical) if store is not None else None
-        prow = run.pages.find(canonical) if run is not None and run.pages is not None else None
+        srow = store.find(canonical_url) if store is not None else None
+        prow = run.pages.find(canonical_url) if run is not None and run.pages is not None else None
         if srow is None and prow is None:
-            raise NotFound(f"page {canonical} (from {url[:200]!r}) is neither in the store nor in the run")
+            raise NotFound(f"page {canonical_url} (from {url[:200]!r}) is neither in the store nor in the run")
         linked, total = _linked_pins(run, prow, pins) if run is not None and prow is not None else ([], 0)
         return DetailOut(
-            url=canonical,
-            page_id=str(int(store.page_ids[srow])) if store is not None and srow is not None else _page_id(canonical),
+            url=canonical_url,
+            page_id=str(int(store.page_ids[srow]))
+            if store is not None and srow is not None
+            else _page_id(canonical_url),
             in_store=srow is not None,
             in_run=prow is not None,
             store_version=store.version if store is not None else None,
