@@ -71,6 +71,21 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--run-dir", type=Path, required=True)
     _add_config_args(q)
 
+    p = sub.add_parser("update", help="apply one day of new input: re-walk and re-embed only what changed")
+    p.add_argument("--run-dir", type=Path, required=True, help="a run directory whose stages have all completed")
+    p.add_argument("--input", type=Path, required=True, help="the day's tables folder (or Reddit posts file/folder)")
+    p.add_argument("--day", required=True, help="the day, YYYY-MM-DD (Reddit input: posts created that day)")
+    p.add_argument("--input-format", choices=("auto", "tables", "reddit"), default="auto")
+    p.add_argument("--retrain", action="store_true", help="train the model again on the updated run first")
+    p.add_argument("--json", action="store_true", help="print the day's summary as JSON")
+    _add_config_args(p)
+
+    p = sub.add_parser("synthetic-day", help="write the input tables of one later day of the synthetic world")
+    p.add_argument("--day", required=True, help="a date at or after ingest.synthetic.end")
+    p.add_argument("--out", type=Path, required=True, help="folder to write pins/, links/, boards/, pages/ into")
+    p.add_argument("--growth", type=float, default=0.01, help="new pages as a share of the world's (default 0.01)")
+    _add_config_args(p)
+
     p = sub.add_parser("serve", help="the HTTP API and browse page over a run directory")
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--host", default=None, help="default: serve.host (127.0.0.1)")
@@ -141,6 +156,37 @@ def cmd_search(args: argparse.Namespace) -> int:
     cfg = load_config(args.config, args.overrides)
     hits = search(args.run_dir, url=args.url, pin=args.pin, k=args.k, cfg=cfg.store)
     print(json.dumps([asdict(h) for h in hits], indent=2) if args.json else format_hits(hits))
+    return 0
+
+
+@command("update")
+def cmd_update(args: argparse.Namespace) -> int:
+    from linksage.update.run import update
+
+    cfg = load_config(args.config, args.overrides)
+    summary = update(cfg, args.run_dir, args.input, args.day, input_format=args.input_format, retrain=args.retrain)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        c, t = summary["counts"], summary["timings"]
+        log.event(
+            f"update {summary['day']}: store version {summary['store_version']}, "
+            f"{c.get('embed_embedded', 0):,} pages embedded, {c.get('walk_walked', 0):,} walked, "
+            f"{c.get('ingest_new_pages', 0):,} new pages; " + ", ".join(f"{k} {v:.1f}" for k, v in t.items())
+        )
+    return 0
+
+
+@command("synthetic-day")
+def cmd_synthetic_day(args: argparse.Namespace) -> int:
+    from linksage.ingest.synthetic import generate_day
+
+    cfg = load_config(args.config, args.overrides)
+    try:
+        files = generate_day(cfg.ingest.synthetic, args.day, args.out, args.growth)
+    except ValueError as exc:
+        raise LinksageError(str(exc)) from exc
+    log.event(f"synthetic day {args.day} written to {files.pins.parent}")
     return 0
 
 

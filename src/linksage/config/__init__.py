@@ -24,6 +24,7 @@ from linksage.config.ingest import IngestConfig, RedditSource, SyntheticSource, 
 from linksage.config.serve import ServeConfig
 from linksage.config.store import EmbedConfig, IndexConfig, StoreConfig
 from linksage.config.train import TrainConfig
+from linksage.config.update import UpdateConfig
 from linksage.config.walk import WalkConfig
 
 
@@ -41,6 +42,7 @@ class Config:
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     crawl: CrawlConfig = field(default_factory=CrawlConfig)
     serve: ServeConfig = field(default_factory=ServeConfig)
+    update: UpdateConfig = field(default_factory=UpdateConfig)
 
     def section(self, name: str) -> Any:
         """The config object of one section, by name (``"walk"`` -> ``WalkConfig``)."""
@@ -97,6 +99,7 @@ __all__ = [
     "SyntheticSource",
     "TablesSource",
     "TrainConfig",
+    "UpdateConfig",
     "WalkConfig",
     "config_to_dict",
     "config_to_toml",

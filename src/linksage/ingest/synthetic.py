@@ -16,6 +16,7 @@ files.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -284,12 +285,63 @@ class _World:
         """Pins ``[pin0, pin0 + n)``: the pins table, their link rows (plus ``n_dup`` variants), boards."""
         cfg = self.cfg
         rng = np.random.default_rng([cfg.seed, 1, part])
-        t, n_pins, n_pages = cfg.n_topics, self.n_pins, self.n_pages
+        n_pins, n_pages = self.n_pins, self.n_pages
         i = np.arange(pin0, pin0 + n, dtype=np.int64)
         # Each page's first pin: pages spread evenly over the pin order, so every part looks alike.
         first_page = i * n_pages // n_pins
         is_first = (i == 0) | (first_page != (i - 1) * n_pages // n_pins)
         page = np.where(is_first, first_page, _powerlaw(rng.random(n), n_pages, cfg.popularity_skew))
+
+        def created(page: np.ndarray) -> np.ndarray:
+            birth = self.page_birth(page)
+            return np.where(is_first, birth, birth + np.floor(rng.random(n) * (self.t_end - birth)).astype(np.int64))
+
+        return self.pins_of(rng, i, page, is_first, n_dup, n_pages, created)
+
+    def day_sizes(self, growth: float) -> tuple[int, int]:
+        """(new pages, new pins) of one later day that adds ``growth`` times the world's pages."""
+        pages = max(1, round(self.n_pages * growth))
+        return pages, max(pages, round(pages * self.cfg.pins_per_page))
+
+    def day_part(self, day: int, growth: float) -> tuple[pa.Table, pa.Table, pa.Table, np.ndarray]:
+        """Day ``day`` after the world's end (0 = the first): new pins, their links and boards, new page indices.
+
+        New pages continue the page numbering (their attributes are hashes of the index, like every
+        page's); each gets a first pin, and the day's other pins link to any page by the same power law
+        (so mostly to popular old pages). Pins are created during the day.
+        """
+        cfg = self.cfg
+        rng = np.random.default_rng([cfg.seed, 2, day])
+        n_new_pages, n_new_pins = self.day_sizes(growth)
+        j0 = self.n_pages + day * n_new_pages
+        n_pages = j0 + n_new_pages
+        i = self.n_pins + day * n_new_pins + np.arange(n_new_pins, dtype=np.int64)
+        is_first = np.arange(n_new_pins) < n_new_pages
+        page = np.where(
+            is_first, j0 + np.arange(n_new_pins), _powerlaw(rng.random(n_new_pins), n_pages, cfg.popularity_skew)
+        )
+        t0 = self.t_end + day * 86_400
+
+        def created(page: np.ndarray) -> np.ndarray:
+            return t0 + np.floor(rng.random(n_new_pins) * 86_400).astype(np.int64)
+
+        n_dup = min(int(n_new_pins * cfg.duplicate_links / (1.0 + cfg.duplicate_links)), n_new_pins // 2)
+        pins, links, boards = self.pins_of(rng, i, page, is_first, n_dup, n_pages, created)
+        return pins, links, boards, np.arange(j0, n_pages, dtype=np.int64)
+
+    def pins_of(
+        self,
+        rng: np.random.Generator,
+        i: np.ndarray,
+        page: np.ndarray,
+        is_first: np.ndarray,
+        n_dup: int,
+        n_pages: int,
+        created: Callable[[np.ndarray], np.ndarray],
+    ) -> tuple[pa.Table, pa.Table, pa.Table]:
+        """Pins ``i`` linking to ``page``: text, target embedding, near-duplicates, links, boards."""
+        cfg = self.cfg
+        t, n = cfg.n_topics, len(i)
         topic = np.where(rng.random(n) < cfg.link_noise, rng.integers(0, t, n), self.page_topic(page))
         width = _PIN_WORDS[1]
         words = self.topic_words(topic, rng.random((n, width)), rng.random((n, width)), cfg.text_noise)
@@ -320,15 +372,13 @@ class _World:
             )
         emb /= np.linalg.norm(emb, axis=1, keepdims=True)
 
-        birth = self.page_birth(page)
-        created = np.where(is_first, birth, birth + np.floor(rng.random(n) * (self.t_end - birth)).astype(np.int64))
         pin_id = pc.binary_join_element_wise("p", _text(i), "")
         pins = pa.table(
             {
                 "pin_id": pin_id,
                 "text": _join_words(self.vocab, words, lengths),
                 "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), cfg.embedding_dim),
-                "created_at": pa.array(created),
+                "created_at": pa.array(created(page)),
             }
         )
 
@@ -344,6 +394,32 @@ class _World:
         board = np.where(rng.random(n) < cfg.board_purity, own, anywhere)
         boards = pa.table({"board_id": pc.binary_join_element_wise("b", _text(board), ""), "pin_id": pin_id})
         return pins, links, boards
+
+
+def generate_day(cfg: SyntheticSource, day: str, out_dir: Path, growth: float = 0.01) -> WorldFiles:
+    """The contract tables of one day after the world's ``end`` (pins, links, boards, pages of new pages).
+
+    ``day`` is an ISO date at or after ``cfg.end``; the same config and day give the same files, so a
+    day can be generated again to re-run an update. ``board_meta`` is empty: the day's pins join
+    existing boards.
+    """
+    if not 0.0 < growth <= 1.0:
+        raise ValueError(f"growth: must be in (0, 1], got {growth}")
+    world = _World(cfg)
+    start = parse_time(day, "day")
+    if start < world.t_end or (start - world.t_end) % 86_400:
+        raise ValueError(f"day: expected a date at or after the world's end {cfg.end!r}, got {day!r}")
+    d = (start - world.t_end) // 86_400
+    files = WorldFiles(*(out_dir / name for name in ("pins", "links", "boards", "board_meta", "pages", "truth")))
+    for folder in (files.pins, files.links, files.boards, files.pages, files.truth):
+        folder.mkdir(parents=True, exist_ok=True)
+    pins, links, boards, new_pages = world.day_part(d, growth)
+    pages, truth = world.pages_part(new_pages)
+    for folder, table in ((files.pins, pins), (files.links, links), (files.boards, boards)):
+        _write(table, folder / "part-00000.parquet")
+    _write(pages, files.pages / "part-00000.parquet")
+    _write(truth, files.truth / "part-00000.parquet")
+    return files
 
 
 def write_truth(truth_dir: Path, out: Path) -> int:

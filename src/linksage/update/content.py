@@ -1,0 +1,153 @@
+"""An incremental day's content: the run's vector arrays, grown by the day's rows, and only those encoded.
+
+Every ``.npy`` array of the content folder is indexed by page, pin or board (its name says which); the
+new folder holds the old rows bit for bit, then rows for the day's new pages, pins and boards. The new
+rows, and the rows of pages the day re-crawled, are computed by the content stage's own functions over
+a small Parquet file of just those rows, through the content cache (an unchanged text is not encoded
+again). The run's dimensions are kept: a run without image vectors stays without them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from linksage.config.content import ContentConfig
+from linksage.content.cache import VectorCache, default_cache_root
+from linksage.content.stage import (
+    CachedTextEncoder,
+    _image_vectorizer,
+    _open,
+    _strings,
+    _write_page_images,
+    _write_page_text,
+    _write_pins,
+)
+from linksage.content.targets import embedding_dim, write_computed_targets, write_given_targets
+from linksage.content.text import create_text_encoder, resolve_device
+from linksage.errors import InputError
+
+_COPY_ROWS = 131_072  # rows copied at a time when growing an array
+_IMAGE_ARRAYS = ("page_image.npy", "page_has_image.npy", "page_image_tokens.npy", "page_image_mask.npy")
+
+
+def kind_of(name: str) -> str:
+    """Which table an array's rows follow: ``pages``, ``pins`` or ``boards``, by its file name."""
+    for prefix, kind in (("page_", "pages"), ("pin_", "pins"), ("board_", "boards")):
+        if name.startswith(prefix):
+            return kind
+    raise InputError("content array of unknown row kind (expected page_*, pin_* or board_*)", file=name)
+
+
+def grow_array(src: Path, dst: Path, rows: int, old_rows: int) -> np.memmap[Any, np.dtype[Any]]:
+    """``dst``: ``src``'s rows, then zero rows up to ``rows`` (a writable memory map)."""
+    old = np.load(src, mmap_mode="r")
+    if old.shape[0] != old_rows:
+        raise InputError(f"has {old.shape[0]} rows, the run's tables have {old_rows}", file=src)
+    out = _open(dst, (rows, *old.shape[1:]), old.dtype)
+    for lo in range(0, old_rows, _COPY_ROWS):
+        hi = min(lo + _COPY_ROWS, old_rows)
+        out[lo:hi] = old[lo:hi]
+    return out
+
+
+def update_content(
+    cfg: ContentConfig, run_root: Path, old: Path, ingest: Path, out: Path, scratch: Path, sizes: dict[str, Any]
+) -> tuple[dict[str, int], dict[str, float]]:
+    """Write the grown content arrays into ``out``; ``sizes`` holds the ``old`` and ``new`` row counts."""
+    n_old, n_new = sizes["old"], sizes["new"]
+    timings: dict[str, float] = {}
+    counts: Counter[str] = Counter()
+    t0 = time.perf_counter()
+    arrays = {p.name: grow_array(p, out / p.name, n_new[kind_of(p.name)], n_old[kind_of(p.name)]) for p in _arrays(old)}
+    timings["copy_s"] = time.perf_counter() - t0
+
+    device = resolve_device(cfg.device)
+    cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root(run_root)
+    encoder = create_text_encoder(cfg, device)
+    text = CachedTextEncoder(encoder, VectorCache.open(cache_root, f"text:{encoder.name}") if cfg.cache else None)
+    if text.dim != arrays["page_text.npy"].shape[1]:
+        raise InputError(
+            f"holds {arrays['page_text.npy'].shape[1]}-dim text vectors, the configured text encoder gives {text.dim}",
+            file=old / "page_text.npy",
+        )
+
+    t0 = time.perf_counter()
+    updated = np.load(ingest / "updated_pages.npy")
+    pages = np.union1d(np.arange(n_old["pages"], n_new["pages"]), updated)
+    todo_pages = _subset(ingest / "pages.parquet", "page_idx", pages, scratch / "pages.parquet")
+    counts.update(_write_page_text(todo_pages, n_new["pages"], text, cfg.chunk_rows, scratch))
+    _copy_rows(scratch / "page_text.npy", arrays["page_text.npy"], pages)
+    image_dim = arrays["page_image.npy"].shape[1] if "page_image.npy" in arrays else 0
+    if image_dim and cfg.image_encoder != "none":
+        page_images = _image_vectorizer(cfg, device, cache_root)
+        counts.update(_write_page_images(todo_pages, n_new["pages"], page_images, cfg, scratch))
+        for name in _IMAGE_ARRAYS:
+            if name in arrays and (scratch / name).exists():
+                _copy_rows(scratch / name, arrays[name], pages)
+    timings["pages_s"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    pins = np.arange(n_old["pins"], n_new["pins"])
+    todo_pins = _subset(ingest / "pins.parquet", "pin_idx", pins, scratch / "pins.parquet")
+    given = embedding_dim(ingest / "pins.parquet")
+    target = arrays["pin_target.npy"]
+    pin_images = given is None and target.shape[1] > text.dim  # computed [text, image] targets
+    images = _image_vectorizer(cfg, device, cache_root) if pin_images else None
+    pin_image = _open(scratch / "pin_image.npy", (n_new["pins"], images.dim)) if images is not None else None
+    counts.update(_write_pins(todo_pins, n_new["pins"], text, images, pin_image, cfg.chunk_rows, scratch))
+    _copy_rows(scratch / "pin_text.npy", arrays["pin_text.npy"], pins)
+    if given is not None:
+        counts.update(write_given_targets(todo_pins, target, cfg.chunk_rows))
+    else:
+        lo = n_old["pins"]
+        image = pin_image[lo:] if pin_image is not None else None
+        counts.update(write_computed_targets(arrays["pin_text.npy"][lo:], image, target[lo:], cfg.chunk_rows))
+    timings["pins_s"] = time.perf_counter() - t0
+
+    if "board_text.npy" in arrays:
+        t0 = time.perf_counter()
+        boards = np.union1d(np.arange(n_old["boards"], n_new["boards"]), np.load(ingest / "updated_boards.npy"))
+        table = pq.read_table(ingest / "boards.parquet", columns=["text"]).take(pa.array(boards))
+        arrays["board_text.npy"][boards] = text.encode(_strings(table["text"])).astype(np.float16)
+        counts["boards_encoded"] = len(boards)
+        timings["boards_s"] = time.perf_counter() - t0
+    for arr in arrays.values():
+        arr.flush()
+    counts.update(text.counts)
+    counts.update(pages_encoded=len(pages), pins_encoded=len(pins), pages_recrawled=len(updated))
+    timings["text_encode_s"] = text.encode_s
+    return {k: int(v) for k, v in counts.items()}, {k: round(v, 3) for k, v in timings.items()}
+
+
+def _arrays(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.glob("*.npy") if not p.name.startswith("."))
+
+
+def _subset(path: Path, column: str, rows: np.ndarray, dst: Path) -> Path:
+    """A Parquet file of ``path``'s rows whose ``column`` is in ``rows`` (sorted): the day's rows only.
+
+    The filter lets Parquet skip row groups by their statistics, so the old pins' embeddings are not read.
+    """
+    import pyarrow.dataset as ds
+
+    lo = int(rows.min()) if len(rows) else 0
+    where = (pc.field(column) >= lo) & pc.field(column).isin(pa.array(rows.astype(np.int32)))
+    sub = ds.dataset(path, format="parquet").to_table(filter=where)
+    if sub.num_rows != len(rows):
+        raise InputError(f"holds {sub.num_rows} of the {len(rows)} rows the day needs", file=path, column=column)
+    pq.write_table(sub, dst)
+    return dst
+
+
+def _copy_rows(src: Path, dst: np.ndarray, rows: np.ndarray) -> None:
+    """Rows ``rows`` of the (sparse, full-size) array ``src`` into ``dst``."""
+    if len(rows):
+        dst[rows] = np.load(src, mmap_mode="r")[rows]
