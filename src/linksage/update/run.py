@@ -29,7 +29,7 @@ import numpy as np
 
 from linksage import __version__, log
 from linksage.config import Config
-from linksage.errors import LinksageError
+from linksage.errors import InputError, LinksageError
 from linksage.pipeline import _locked, _run_one, get_stage, stage_key
 from linksage.rundir import MANIFEST, RunDir, atomic_write_json
 from linksage.update.ingest import (
@@ -156,7 +156,11 @@ def _build(cfg: Config, rd: RunDir, day_input: Any, entry: dict[str, Any], work:
             continue
         log.event(f"[update] {name} running", stage=name, day=entry["day"])
         tmp = _scratch(work / f".{name}-{uuid.uuid4().hex[:8]}")
-        counts, metrics, timings = steps[name](tmp)
+        try:
+            counts, metrics, timings = steps[name](tmp)
+        except InputError:
+            shutil.rmtree(work, ignore_errors=True)  # a bad day leaves nothing behind, not even its journal
+            raise
         manifest = _stage_manifest(rd.manifest(name) or {}, entry, counts, metrics, timings)
         atomic_write_json(tmp / MANIFEST, manifest)  # last: the step is complete from here on
         os.replace(tmp, final)
