@@ -4,19 +4,25 @@ Both encode the same Reddit post titles (``link_posts/part-1.parquet``, then par
 for more) in this process:
 
 - baseline: ``SentenceTransformer(<all-MiniLM-L6-v2>, device=...).encode(titles)`` with its defaults
-            (batch size 32, fp32);
-- ours:     ``linksage.content.text.create_text_encoder`` as the content stage builds it (length
-            bucketing, one tokenizer pass, inference mode; fp32 on CPU, fp16 and large batches on
-            CUDA, unless ``--precision`` says otherwise, e.g. ``int8`` on CPU).
+            (batch size 32), in fp32 (cast explicitly: a folder of fp16 weights loads as fp16);
+- ours:     ``linksage.content.text.create_text_encoder`` as the content stage builds it (direct Rust
+            tokenizer, length bucketing, inference mode; fp32 on CPU; on CUDA fp16, large batches and
+            tokenising in background threads while the GPU encodes), unless ``--precision`` says
+            otherwise, e.g. ``int8`` on CPU.
 
 The titles are cut into ``--blocks`` blocks; each block is encoded by both, alternating which goes
 first, so a shared machine's load falls on both alike. ``ratio`` is the median over blocks of the
 per-block speed ratio; the throughputs are totals over all blocks. ``cosine_agreement`` is the mean
 cosine between our vectors and the baseline's fp32 vectors (``cosine_min`` the worst title).
 
+``phases`` (always on CUDA, ``--phases`` elsewhere) times the parts alone over all titles: our
+tokenising, the transformers tokenizer call, and the model on ready device batches; ``--sweep`` times
+our whole path over all titles for several batch sizes and tokenizer thread counts and then runs the
+blocks with the fastest setting.
+
     .venv/bin/python benchmarks/text_encode.py                           # CPU, 20,000 titles
     .venv/bin/python benchmarks/text_encode.py --precision int8          # the opt-in int8 CPU path
-    .venv/bin/python benchmarks/text_encode.py --device cuda --n 200000  # GPU (fp16)
+    python benchmarks/text_encode.py --device cuda --model-path /tmp/minilm --sweep   # GPU (fp16)
 """
 
 from __future__ import annotations
@@ -27,17 +33,23 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
 
 from _machine import machine
 from linksage.config.content import ContentConfig
-from linksage.content.text import create_text_encoder, minilm_path, resolve_device
+from linksage.content._tokens import pad_batch, plan_batches
+from linksage.content.text import SentenceTransformerEncoder, create_text_encoder, minilm_path, resolve_device
+from linksage.errors import LinksageError
 
 POSTS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "reddit-top-2.5m" / "link_posts"
+SWEEP_BATCH_SIZES = (1024, 2048, 4096, 8192)
+SWEEP_THREADS = (1, 2, 4)
 
 
 def load_titles(posts: Path, n: int) -> list[str]:
@@ -50,10 +62,77 @@ def load_titles(posts: Path, n: int) -> list[str]:
 
 
 def sync(device: str) -> None:
-    if device == "cuda":
+    if device.startswith("cuda"):
         import torch
 
         torch.cuda.synchronize()
+
+
+def timed(fn: Callable[[], Any], device: str, repeats: int = 1) -> float:
+    """Median wall seconds of ``fn()`` over ``repeats`` runs, the device drained before and after."""
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def phases(ours: SentenceTransformerEncoder, titles: Sequence[str], device: str) -> dict[str, float]:
+    """Titles/s of each part alone: where the whole path's time goes."""
+    import torch
+
+    n = len(titles)
+    tokens = ours.tokens
+    out = {
+        "tokenise_titles_per_s": n / timed(lambda: tokens(titles), device, 3),
+        "hf_tokenise_titles_per_s": n / timed(lambda: tokens.hf_ids(titles), device, 3),
+    }
+    ids = tokens(titles)
+    lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
+    batches = []
+    for rows in plan_batches(lengths, ours.batch_size, ours.batch_tokens):
+        input_ids, mask = pad_batch(ids, rows, tokens.pad_id)
+        batches.append({"input_ids": torch.from_numpy(input_ids), "attention_mask": torch.from_numpy(mask)})
+    dev = [{k: v.to(device) for k, v in b.items()} for b in batches]
+
+    def model_only() -> None:
+        with torch.inference_mode():
+            for feats in dev:
+                ours.model(dict(feats))["sentence_embedding"].float()
+
+    model_only()  # warm-up
+    out["model_only_titles_per_s"] = n / timed(model_only, device, 3)
+    out["padded_tokens_per_title"] = sum(b["input_ids"].numel() for b in batches) / n
+    out["tokens_per_title"] = float(lengths.mean())
+    return {k: round(v, 1) for k, v in out.items()}
+
+
+def sweep(
+    ours: SentenceTransformerEncoder, titles: list[str], device: str, batch_sizes: list[int], threads_grid: list[int]
+) -> list[dict[str, float]]:
+    """Our whole path over all titles, per (batch size, tokenizer threads); the median of 3 runs each."""
+    rows = []
+    for batch_size in batch_sizes:
+        for threads in threads_grid if ours.overlap else [ours.tokenizer_threads]:
+            ours.batch_size, ours.tokenizer_threads = batch_size, threads
+            ours.encode(titles[: 2 * batch_size])  # warm the allocator for this batch shape
+            rate = len(titles) / timed(lambda: ours.encode(titles), device, 3)
+            rows.append({"batch_size": batch_size, "tokenizer_threads": threads, "titles_per_s": round(rate, 1)})
+            print(f"sweep: batch {batch_size:5d}, {threads} tokenizer threads: {rate:,.0f} titles/s", flush=True)
+    return rows
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, got {text!r}")
+    return values
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,29 +141,61 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=20_000, help="titles to encode")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16", "int8"])
+    p.add_argument("--model-path", type=Path, help="a sentence-transformers folder (default: the MiniLM package's)")
     p.add_argument("--batch-size", type=int, default=0, help="our batch size (0 = the content config default)")
+    p.add_argument("--tokenizer-threads", type=int, default=0, help="our background tokenizer threads (0 = default)")
     p.add_argument("--blocks", type=int, default=8, help="alternating timed blocks; the ratio is their median")
+    p.add_argument("--overlap", action="store_true", help="tokenise in background threads on the CPU too")
+    p.add_argument("--phases", action="store_true", help="also time the parts alone (always on with CUDA)")
+    p.add_argument("--sweep", action="store_true", help="time batch sizes x tokenizer threads, then use the best")
+    p.add_argument("--sweep-batch-sizes", type=_ints, default=list(SWEEP_BATCH_SIZES), help="e.g. 1024,4096")
+    p.add_argument("--sweep-threads", type=_ints, default=list(SWEEP_THREADS), help="e.g. 1,2,4")
     args = p.parse_args(argv)
     if not (args.posts / "part-1.parquet").exists():
         print(f"{args.posts}/part-1.parquet is missing: the benchmark needs ../shared/data", file=sys.stderr)
         return 1
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import sentence_transformers
     import torch
+    import transformers
     from sentence_transformers import SentenceTransformer
 
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)
+        model_path = args.model_path or minilm_path()
+    except LinksageError as exc:
+        print(exc, file=sys.stderr)
+        return 1
     titles = load_titles(args.posts, args.n)
     cfg = replace(ContentConfig(), text_precision=args.precision, device=device)
+    if args.model_path:
+        cfg = replace(cfg, text_encoder="path", text_model_path=str(args.model_path))
     if args.batch_size:
         cfg = replace(cfg, batch_size=args.batch_size, gpu_batch_size=args.batch_size)
     t0 = time.perf_counter()
     ours = create_text_encoder(cfg, device)
-    ours.encode(titles[:512])  # load, calibrate (int8), warm up
+    assert isinstance(ours, SentenceTransformerEncoder)
+    if args.tokenizer_threads:
+        ours.tokenizer_threads = args.tokenizer_threads
+    ours.overlap = ours.overlap or args.overlap
+    blocks = np.array_split(np.arange(len(titles)), args.blocks)
+    warm = [titles[i] for i in blocks[0]] if device == "cuda" else titles[:512]
+    ours.encode(warm)  # load, calibrate (int8), warm up (on CUDA a whole block: the allocator sees its shapes)
     load_s = time.perf_counter() - t0
-    baseline = SentenceTransformer(str(minilm_path()), device=device, local_files_only=True)
+    baseline = SentenceTransformer(str(model_path), device=device, local_files_only=True)
+    baseline.float()
+    baseline.eval()
     baseline.encode(titles[:512])
 
-    blocks = np.array_split(np.arange(len(titles)), args.blocks)
+    swept = sweep(ours, titles, device, args.sweep_batch_sizes, args.sweep_threads) if args.sweep else []
+    if swept:
+        best = max(swept, key=lambda r: r["titles_per_s"])
+        ours.batch_size, ours.tokenizer_threads = int(best["batch_size"]), int(best["tokenizer_threads"])
+        ours.encode(warm)
+    parts = phases(ours, titles, device) if args.phases or device == "cuda" else {}
+    if parts:
+        print("phases: " + ", ".join(f"{k} {v:,}" for k, v in parts.items()), flush=True)
+
     ours_vecs = np.zeros((len(titles), ours.dim), np.float32)
     base_vecs = np.zeros_like(ours_vecs)
     times: dict[str, list[float]] = {"ours": [], "baseline": []}
@@ -120,12 +231,25 @@ def main(argv: list[str] | None = None) -> int:
         "cosine_agreement": round(float(cos.mean()), 5),
         "cosine_min": round(float(cos.min()), 5),
         "cosine_p01": round(float(np.quantile(cos, 0.01)), 5),
+        "block_titles_per_s": [round(len(r) / t, 1) for r, t in zip(blocks, times["ours"], strict=True)],
         "n": len(titles),
         "blocks": len(blocks),
         "encoder": ours.name,
+        "precision": ours.precision,
+        "batch_size": ours.batch_size,
+        "tokenizer_threads": ours.tokenizer_threads if ours.overlap else 0,
+        "tokenizer_backend": ours.tokenizer_backend,
+        "phases": parts,
+        "sweep": swept,
         "load_and_warmup_s": round(load_s, 2),
         "device": device,
         "torch_threads": torch.get_num_threads(),
+        "versions": {
+            "python": sys.version.split()[0],
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "sentence_transformers": sentence_transformers.__version__,
+        },
         "machine": machine(device),
     }
     print(

@@ -22,6 +22,7 @@ from linksage.content.text import (
 from linksage.errors import LinksageError
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 TEXTS = [
     "My rig (Rhodes, RD-700, Persephone)",
     "Scientists discover a new species of frog in the Amazon",
@@ -167,3 +168,89 @@ def test_int8_minilm_agrees_with_fp32_on_reddit_titles(minilm_fp32: SentenceTran
     int8 = SentenceTransformerEncoder(minilm_path(), precision="int8")
     cos = (int8.encode(titles) * minilm_fp32.encode(titles)).sum(1)
     assert cos.mean() > 0.99 and cos.min() > 0.95, (cos.mean(), cos.min())
+
+
+# --- tokenising and batching (_tokens.py) ----------------------------------------------------------------------
+
+
+def test_direct_tokenizer_gives_the_transformers_call_ids(st_model) -> None:  # type: ignore[no-untyped-def]
+    from linksage.content._tokens import TokenIds
+
+    tokens = TokenIds(st_model.tokenizer, 256, probe=TEXTS)
+    texts = [*TEXTS, "", "  ", " ".join(f"word{i}" for i in range(5_000))]
+    assert tokens.backend == "tokenizers"
+    ids = tokens(texts)
+    assert ids == tokens.hf_ids(texts)
+    assert len(ids[-1]) == 256 and ids[-2] == ids[-3] == [101, 102]  # truncated with [SEP]; [CLS][SEP] when empty
+
+
+def test_direct_tokenizer_falls_back_when_the_transformers_call_differs(st_model) -> None:  # type: ignore[no-untyped-def]
+    from linksage.content._tokens import TokenIds
+
+    real = st_model.tokenizer
+
+    class ExtraStep:
+        """A tokenizer whose call does something its Rust backend does not (here: drops the last word piece)."""
+
+        backend_tokenizer = real.backend_tokenizer
+        pad_token_id = real.pad_token_id
+
+        def __call__(self, texts, **kwargs):  # type: ignore[no-untyped-def]
+            enc = real(texts, **kwargs)
+            return {"input_ids": [ids[:-2] + ids[-1:] if len(ids) > 2 else ids for ids in enc["input_ids"]]}
+
+    tokens = TokenIds(ExtraStep(), 256, probe=TEXTS)
+    assert tokens.backend == "transformers"
+    assert tokens(TEXTS[:2]) == ExtraStep()(TEXTS[:2], truncation=True, max_length=256)["input_ids"]
+
+
+def test_plan_batches_covers_every_text_once_longest_first_within_budgets() -> None:
+    from linksage.content._tokens import plan_batches
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(2, 300, size=1000)
+    batches = plan_batches(lengths, batch_size=64, batch_tokens=64 * 40)
+    order = np.concatenate(batches)
+    assert sorted(order.tolist()) == list(range(1000))
+    assert (np.diff(lengths[order]) <= 0).all()  # longest first, so each batch pads to its first text
+    for b in batches:
+        assert len(b) <= 64 and (len(b) == 1 or len(b) * lengths[b].max() <= 64 * 40)
+    assert [len(b) for b in plan_batches(np.array([5000, 3]), 8, 100)] == [1, 1]  # over budget alone: still encoded
+
+
+def test_pad_batch_right_pads_and_masks() -> None:
+    from linksage.content._tokens import pad_batch
+
+    ids = [[101, 7, 102], [101, 102], [101, 5, 6, 7, 102]]
+    input_ids, mask = pad_batch(ids, np.array([2, 0, 1]), pad_id=0)
+    assert input_ids.tolist() == [[101, 5, 6, 7, 102], [101, 7, 102, 0, 0], [101, 102, 0, 0, 0]]
+    assert mask.tolist() == [[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 0, 0, 0]]
+    assert input_ids.dtype == mask.dtype == np.int64
+
+
+def test_overlapped_path_gives_the_same_vectors_in_input_order(minilm_fp32: SentenceTransformerEncoder) -> None:
+    # the CUDA path's threads, char-length groups and device-side scatter, run on the CPU
+    texts = [*TEXTS, "", "short", "x " * 3000, *reversed(TEXTS)]
+    overlapped = SentenceTransformerEncoder(
+        minilm_path(), model_id="all-MiniLM-L6-v2", batch_size=3, overlap=True, tokenizer_threads=2
+    )
+    got, ref = overlapped.encode(texts), minilm_fp32.encode(texts)
+    assert overlapped.name == minilm_fp32.name
+    assert not got[len(TEXTS)].any()
+    np.testing.assert_allclose(got, ref, atol=2e-5)
+
+
+def test_an_fp16_folder_runs_in_fp32_on_the_cpu(tmp_path: Path, minilm_fp32: SentenceTransformerEncoder) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("pack_minilm", BENCHMARKS / "pack_minilm.py")
+    assert spec is not None and spec.loader is not None
+    pack_minilm = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pack_minilm)
+    size = pack_minilm.pack(minilm_path(), tmp_path / "minilm")
+    assert size < 50 * 2**20  # it travels to the GPU machine with the repository
+    enc = SentenceTransformerEncoder(tmp_path / "minilm", precision="fp32")
+    got = enc.encode(TEXTS)
+    assert {p.dtype for p in enc.model.parameters()} == {torch.float32}  # cast back: saved as fp16
+    cos = (got * minilm_fp32.encode(TEXTS)).sum(1)
+    assert cos.min() > 0.9999, cos

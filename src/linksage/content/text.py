@@ -9,10 +9,11 @@ Every encoder maps a list of strings to float32 rows, L2-normalised (an empty te
 keys on it, so two encoders with one name must give interchangeable vectors.
 
 The transformer path is faster than ``SentenceTransformer.encode`` (benchmarks/text_encode.py): texts
-are cut to ``16 * max_tokens`` characters first (a 1 MB body is never tokenised), tokenised once by
-the fast tokenizer and truncated to the model's limit in tokens, sorted by token length so that each
-batch pads to nearly its own length, run under ``torch.inference_mode`` and unsorted. On CUDA the
-model runs in fp16 with large batches. On CPU, ``text_precision = "int8"`` (opt-in) swaps the
+are cut to ``16 * max_tokens`` characters first (a 1 MB body is never tokenised), tokenised by the
+Rust tokenizer directly (``_tokens.py``) and truncated to the model's limit in tokens, sorted by token
+length so that each batch pads to nearly its own length, run under ``torch.inference_mode`` and
+unsorted. On CUDA the model runs in fp16 with large batches, and background threads tokenise the next
+batches into pinned memory while the GPU encodes. On CPU, ``text_precision = "int8"`` (opt-in) swaps the
 encoder's linear layers for int8 ones (SmoothQuant-style per-channel scales calibrated on fixed
 text, so the vectors never depend on the data): faster, close to but not equal to fp32.
 """
@@ -25,12 +26,15 @@ import os
 import re
 import warnings
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import numpy as np
 
+from linksage.content._tokens import CHARS_PER_TOKEN_CAP, TokenIds, pad_batch, plan_batches
 from linksage.errors import LinksageError
 
 if TYPE_CHECKING:
@@ -39,7 +43,6 @@ if TYPE_CHECKING:
     from linksage.config.content import ContentConfig
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
-CHARS_PER_TOKEN_CAP = 16  # pre-truncation: word pieces average ~4 chars; 16 leaves room for URLs and ids
 MINILM_NAME = "all-MiniLM-L6-v2"
 
 
@@ -158,6 +161,8 @@ _CALIBRATION = (
     "Rare footage of the 1906 San Francisco earthquake restored in colour",
     "wikipedia wiki list of countries by population",
 )
+# Longer than any model's limit: the direct tokenizer path must truncate exactly as the transformers call does.
+_LONG_PROBE = " ".join(_CALIBRATION) * 8
 
 
 def calibration_texts(tokenizer: Any, n_random: int = 224, seed: int = 0) -> list[str]:
@@ -176,7 +181,13 @@ def calibration_texts(tokenizer: Any, n_random: int = 224, seed: int = 0) -> lis
 
 
 class SentenceTransformerEncoder:
-    """A sentence-transformers model folder, run by our bucketed batching (see the module docstring)."""
+    """A sentence-transformers model folder, run by our bucketed batching (see the module docstring).
+
+    With ``overlap`` (default: on CUDA), ``tokenizer_threads`` background threads tokenise and pad
+    upcoming batches (into pinned memory on CUDA) while the device encodes the current one, and the
+    vectors stay on the device until the call ends. The CPU default is one tokenizer call up front: on
+    2 cores a tokenizer thread would only take a core from the model.
+    """
 
     def __init__(
         self,
@@ -187,6 +198,8 @@ class SentenceTransformerEncoder:
         precision: Precision = "fp32",
         batch_size: int = 256,
         batch_tokens: int = 0,
+        tokenizer_threads: int = 2,
+        overlap: bool | None = None,
     ) -> None:
         self.path = Path(model_path)
         if not (self.path / "modules.json").exists() and not (self.path / "config.json").exists():
@@ -195,14 +208,19 @@ class SentenceTransformerEncoder:
             raise LinksageError(f"text encoder: int8 runs on the CPU only, not on device {device!r}")
         if precision in ("fp16", "bf16") and device == "cpu":
             precision = "fp32"  # CPU half kernels are slower than fp32 here
+        if batch_size < 1 or tokenizer_threads < 1:
+            raise LinksageError(
+                f"text encoder: batch_size and tokenizer_threads must be >= 1, got {batch_size}, {tokenizer_threads}"
+            )
         self.device = device
         self.precision: Precision = precision
         self.batch_size = batch_size
-        # token budget per batch: bounds memory when long texts sort to the front
-        self.batch_tokens = batch_tokens or batch_size * 64
+        self.tokenizer_threads = tokenizer_threads
+        self.overlap = device.startswith("cuda") if overlap is None else overlap
+        self._batch_tokens = batch_tokens
         self._model_id = model_id or f"{self.path.name}-{_folder_fingerprint(self.path)}"
         self._model: Any = None
-        self._tokenizer: Any = None
+        self._tokens: TokenIds | None = None
         self._dim = 0
         self._max_tokens = 0
 
@@ -222,6 +240,29 @@ class SentenceTransformerEncoder:
         self._load()
         return self._max_tokens
 
+    @property
+    def batch_tokens(self) -> int:
+        """Token budget of a padded batch: bounds memory when long texts sort to the front."""
+        return self._batch_tokens or self.batch_size * 64
+
+    @property
+    def tokenizer_backend(self) -> str:
+        """``tokenizers`` when the direct tokenizer path agreed with the transformers call, else ``transformers``."""
+        return self.tokens.backend
+
+    @property
+    def model(self) -> Any:
+        """The loaded ``SentenceTransformer`` (cast to this encoder's precision; int8 layers swapped in)."""
+        self._load()
+        return self._model
+
+    @property
+    def tokens(self) -> TokenIds:
+        """``texts -> token ids`` as this encoder feeds them to the model (cut, truncated, special tokens)."""
+        self._load()
+        assert self._tokens is not None
+        return self._tokens
+
     def _load(self) -> None:
         if self._model is not None:
             return
@@ -233,69 +274,125 @@ class SentenceTransformerEncoder:
 
         model = SentenceTransformer(str(self.path), device=self.device, local_files_only=True)
         model.eval()
-        self._tokenizer = model.tokenizer
-        self._max_tokens = int(model.max_seq_length or self._tokenizer.model_max_length)
-        dim = model.get_embedding_dimension()
+        tokenizer = model.tokenizer
+        self._max_tokens = int(model.max_seq_length or tokenizer.model_max_length)
+        lower = bool(getattr(model[0], "do_lower_case", False))
+        self._tokens = TokenIds(tokenizer, self._max_tokens, lower=lower, probe=[*_CALIBRATION, _LONG_PROBE])
+        dim = _embedding_dim(model)
         if dim is None:
             raise LinksageError(f"{self.path}: the model does not say its embedding dimension")
         self._dim = int(dim)
+        # cast explicitly: a folder may hold fp16 weights (the GPU copy), and transformers 5 loads them as saved
         if self.precision == "fp16":
             model.half()
         elif self.precision == "bf16":
             model.to(torch.bfloat16)
+        else:
+            model.float()
         self._model = model
         if self.precision == "int8":
-            quantize_int8(model, self._batches(calibration_texts(self._tokenizer)))
+            quantize_int8(model, self._batches(calibration_texts(tokenizer)))
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         self._load()
-        out = np.zeros((len(texts), self._dim), dtype=np.float32)
         if not texts:
-            return out
-        import torch
+            return np.zeros((0, self._dim), dtype=np.float32)
+        if self.overlap:
+            out = self._encode_overlapped(texts)
+        else:
+            out = np.zeros((len(texts), self._dim), dtype=np.float32)
+            import torch
 
-        with torch.inference_mode():
-            for rows, feats in self._batches(texts):
-                emb = self._model(feats)["sentence_embedding"].float()
-                emb = torch.nn.functional.normalize(emb, dim=-1)
-                out[rows] = emb.cpu().numpy()
+            with torch.inference_mode():
+                for rows, feats in self._batches(texts):
+                    emb = self._model(feats)["sentence_embedding"].float()
+                    out[rows] = torch.nn.functional.normalize(emb, dim=-1).numpy()
         empty = np.fromiter((not t or t.isspace() for t in texts), dtype=bool, count=len(texts))
         out[empty] = 0.0  # "" means absent, not the vector of [CLS][SEP]
         return out
 
     def _batches(self, texts: Sequence[str]) -> Iterator[tuple[np.ndarray, dict[str, torch.Tensor]]]:
-        """Length-bucketed batches, longest first: (original row numbers, model inputs on the device)."""
+        """Length-bucketed batches, longest first: (original row numbers, model inputs on the device).
+
+        The CPU path: all texts tokenised in one call, sorted exactly by token length.
+        """
         import torch
 
-        cap = self._max_tokens * CHARS_PER_TOKEN_CAP
-        enc = self._tokenizer(
-            [t[:cap] for t in texts],
-            truncation=True,
-            max_length=self._max_tokens,
-            padding=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-        ids: list[list[int]] = enc["input_ids"]
+        assert self._tokens is not None
+        ids = self._tokens(texts)
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-        order = np.argsort(-lengths, kind="stable")
-        pad_id = self._tokenizer.pad_token_id or 0
-        start = 0
-        while start < len(order):
-            longest = int(lengths[order[start]])
-            size = max(1, min(self.batch_size, self.batch_tokens // max(longest, 1)))
-            rows = order[start : start + size]
-            start += size
-            lens = lengths[rows]
-            width = int(lens.max())
-            mask = np.arange(width)[None, :] < lens[:, None]  # (B, T)
-            input_ids = np.full(mask.shape, pad_id, dtype=np.int64)
-            input_ids[mask] = np.fromiter((t for r in rows for t in ids[r]), dtype=np.int64, count=int(lens.sum()))
+        for rows in plan_batches(lengths, self.batch_size, self.batch_tokens):
+            input_ids, mask = pad_batch(ids, rows, self._tokens.pad_id)
             feats = {
-                "input_ids": torch.from_numpy(input_ids).to(self.device, non_blocking=True),
-                "attention_mask": torch.from_numpy(mask.astype(np.int64)).to(self.device, non_blocking=True),
+                "input_ids": torch.from_numpy(input_ids).to(self.device),
+                "attention_mask": torch.from_numpy(mask).to(self.device),
             }
             yield rows, feats
+
+    def _encode_overlapped(self, texts: Sequence[str]) -> np.ndarray:
+        """The CUDA path: tokenising overlaps encoding, one device-to-host copy at the end.
+
+        Texts are sorted by (capped) character length, a cheap proxy for token length, and cut into
+        groups of ``batch_size``; worker threads tokenise a group (the Rust tokenizer releases the GIL),
+        re-sort it by token length, pad it into pinned host memory. The main thread copies each batch
+        without blocking, runs the model and scatters the unit rows into a device buffer, so it never
+        waits for the GPU until the final copy.
+        """
+        import torch
+
+        tokens = self._tokens
+        assert tokens is not None
+        n = len(texts)
+        cap = tokens.cap
+        char_lengths = np.fromiter((min(len(t), cap) for t in texts), dtype=np.int64, count=n)
+        order = np.argsort(-char_lengths, kind="stable")
+        groups = [order[i : i + self.batch_size] for i in range(0, n, self.batch_size)]
+        device = torch.device(self.device)
+        pin = device.type == "cuda"  # pinned memory lets the copy run asynchronously; on CPU it is moot
+
+        def host(a: np.ndarray) -> torch.Tensor:
+            t = torch.from_numpy(a)
+            return t.pin_memory() if pin else t
+
+        def prepare(group: np.ndarray) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+            ids = tokens([texts[i] for i in group])
+            lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+            out = []
+            for pos in plan_batches(lengths, self.batch_size, self.batch_tokens):
+                input_ids, mask = pad_batch(ids, pos, tokens.pad_id)
+                out.append((host(group[pos]), host(input_ids), host(mask)))  # (B,) rows, (B, T), (B, T)
+            return out
+
+        result = torch.zeros((n, self._dim), dtype=torch.float32, device=device)  # (n, D)
+        lookahead = self.tokenizer_threads + 1  # groups in flight: workers busy while the GPU runs
+        with ThreadPoolExecutor(self.tokenizer_threads, thread_name_prefix="linksage-tokenise") as pool:
+            pending = deque(pool.submit(prepare, g) for g in groups[:lookahead])
+            submitted = len(pending)
+            with torch.inference_mode():
+                while pending:
+                    ready = pending.popleft().result()
+                    if submitted < len(groups):
+                        pending.append(pool.submit(prepare, groups[submitted]))
+                        submitted += 1
+                    for rows, input_ids, mask in ready:
+                        feats = {
+                            "input_ids": input_ids.to(device, non_blocking=True),
+                            "attention_mask": mask.to(device, non_blocking=True),
+                        }
+                        emb = self._model(feats)["sentence_embedding"].float()  # (B, D)
+                        emb = torch.nn.functional.normalize(emb, dim=-1)
+                        result.index_copy_(0, rows.to(device, non_blocking=True), emb)
+        out: np.ndarray = result.cpu().numpy()
+        return out
+
+
+def _embedding_dim(model: Any) -> int | None:
+    """The model's output width; sentence-transformers renamed the method in version 5."""
+    for method in ("get_embedding_dimension", "get_sentence_embedding_dimension"):
+        if hasattr(model, method):
+            dim = getattr(model, method)()
+            return None if dim is None else int(dim)
+    return None
 
 
 def _folder_fingerprint(path: Path) -> str:
