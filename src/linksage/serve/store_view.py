@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -104,17 +105,23 @@ class StoreSnapshot:
         if dim >= self.dim:
             return v
         prefix = v[:dim]
-        norm = np.linalg.norm(prefix)
+        norm = np.sqrt(prefix.dot(prefix))  # what np.linalg.norm computes for a 1-d array, without its checks
         return prefix / norm if norm > 0 else prefix
 
     def model_version(self, row: int) -> str:
         return self.model_versions[int(self.model_codes[row])]
 
     def day(self, row: int) -> str:
-        return (_EPOCH + datetime.timedelta(days=int(self.days[row]))).isoformat()
+        return _iso_day(int(self.days[row]))
 
     def url(self, row: int) -> str:
         return str(self.urls[row].as_py())
+
+
+@lru_cache(maxsize=4096)
+def _iso_day(days: int) -> str:
+    """ISO date of a day number (a store holds a few distinct days: the look-up path formats each once)."""
+    return (_EPOCH + datetime.timedelta(days=days)).isoformat()
 
 
 def newest_version(path: Path) -> int | None:
