@@ -18,8 +18,15 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q --no-deps -e .
 	touch $(STAMP)
 
+DEMO_DAY ?= 2013-07-01
+
+# The full run, then one incremental day on top of it: the synthetic world's next day (new pages, their pins
+# and links, more pins on old pages) is written as input tables and applied with `linksage update`.
 demo: $(STAMP)
 	$(VENV)/bin/linksage run --config configs/demo.toml --run-dir $(RUN_DIR)
+	$(VENV)/bin/linksage synthetic-day --config configs/demo.toml --day $(DEMO_DAY) --out $(RUN_DIR)-days/$(DEMO_DAY)
+	$(VENV)/bin/linksage update --config configs/demo.toml --run-dir $(RUN_DIR) --input $(RUN_DIR)-days/$(DEMO_DAY) --day $(DEMO_DAY)
+	$(VENV)/bin/linksage store history --run-dir $(RUN_DIR)
 	@echo "report:    $(RUN_DIR)/evaluate/report.html"
 	@echo "serve it:  $(VENV)/bin/linksage serve --run-dir $(RUN_DIR)   then open http://127.0.0.1:8000/browse"
 
