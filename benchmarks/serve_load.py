@@ -12,7 +12,8 @@ same code). Every phase is bounded in time:
    The look-up's closed loop alternates between the two servers ``--repeats`` times; figures are medians
    over the repeats and ``embedding_ratio_vs_fastapi`` the median of the paired ratios;
 2. open loop at the target rate (1,000/s look-ups, 100/s top-k) on ``fast``: requests are due on a fixed
-   schedule and latency counts from when a request was due, queueing included (``*_at_target_*``).
+   schedule and latency counts from when a request was due, queueing included (``*_at_target_*``);
+3. both target rates at once on ``fast`` (``mixed_*``), as a server in service would see them.
 
 The closed loops are driven by ``wrk`` (Debian's package; one C thread) when it is on PATH, else by the
 small asyncio client here; the open loops by the asyncio client (wrk has no fixed-rate mode). The client
@@ -338,6 +339,24 @@ class Driver:
         phase.server_cpu, phase.client_cpu = cpu_seconds(server.proc.pid) - cpu, time.process_time() - client
         return phase
 
+    def mixed(self, server: Server, emb: list[str], pins: list[str], seconds: float) -> tuple[Phase, Phase]:
+        """Both target rates at once (look-ups and top-k share the server as they would in service)."""
+        rate_e, rate_p = TARGETS["embedding"][0], TARGETS["pins"][0]
+
+        async def both() -> list[Phase]:
+            return list(
+                await asyncio.gather(
+                    open_loop(server.port, requests_for(emb), rate_e, seconds, 64),
+                    open_loop(server.port, requests_for(pins), rate_p, seconds, 32),
+                )
+            )
+
+        cpu, client = cpu_seconds(server.proc.pid), time.process_time()
+        e, p = asyncio.run(both())
+        for phase in (e, p):  # CPU is shared by the two streams: each is charged all of it
+            phase.server_cpu, phase.client_cpu = cpu_seconds(server.proc.pid) - cpu, time.process_time() - client
+        return e, p
+
     def _wrk(self, port: int, paths: list[str], seconds: float) -> Phase:
         listing = self.workdir / "paths.txt"
         listing.write_text("".join(p + "\n" for p in paths))
@@ -449,6 +468,11 @@ def drive(driver: Driver, servers: list[Server], urls: list[str], args: argparse
         out[f"embedding_at_target_{key}"] = value
     for key, value in driver.open(fast, pins, rate_p, args.seconds, 32).figures().items():
         out[f"pins_at_target_{key}"] = value
+    mixed_e, mixed_p = driver.mixed(fast, emb, pins, args.seconds)
+    for name, phase in (("embedding", mixed_e), ("pins", mixed_p)):
+        f = phase.figures()
+        for key in ("rps", "p50_ms", "p99_ms", "errors"):
+            out[f"mixed_{name}_{key}"] = f[key]
     return out
 
 
@@ -502,6 +526,11 @@ def main() -> None:
             and figures[f"{at}_rps"] >= 0.99 * rps
             and figures[f"{at}_p99_ms"] <= p99
             and figures[f"{at}_errors"] == 0
+        )
+        result[f"mixed_{name}_target_met"] = bool(
+            figures[f"mixed_{name}_rps"] >= 0.99 * rps
+            and figures[f"mixed_{name}_p99_ms"] <= p99
+            and figures[f"mixed_{name}_errors"] == 0
         )
     result.update(
         {
