@@ -2,11 +2,17 @@
 
 Tokens, in order (B = pages, K = neighbours, M = image slots of the page itself)::
 
-    [global] [self text] [self image x M] [self degree] [nbr text x K] [nbr image x K]
+    [global] [self text] [self image x M] [self degree] [board x S] [nbr text x K] [nbr image x K]
 
 Neighbour tokens carry a rank embedding (neighbours come sorted by visits, descending) and their log
 visit count. Missing neighbours and images are *masked out of attention* (key padding), never fed as
 zero vectors. The global token's output is projected to the largest Matryoshka dim.
+
+Board tokens (the collections the page's pins sit in, most pins first) carry the board's text vector
+and, when ``n_boards`` > 0, a learned embedding per board; a domain token (``n_domains`` > 0) is a learned
+embedding of the page's domain. Both tables start at zero, so a board or domain that no training page
+reaches stays neutral, and an index at or past the table (one first seen after training) reads the
+shared "unknown" row.
 """
 
 from __future__ import annotations
@@ -36,11 +42,15 @@ class EncoderConfig:
     degree_buckets: int = 24
     temperature_init: float = 0.07
     text_skip: bool = True  # a linear path from the page's own text to the output, beside the Transformer
+    board_slots: int = 0  # S: board tokens per page; 0 = none
+    n_boards: int = 0  # rows of the learned board embedding (+1 unknown); 0 = board text only
+    n_domains: int = 0  # rows of the learned domain embedding (+1 unknown); 0 = no domain token
 
     @property
     def n_tokens(self) -> int:
         images = self.image_slots if self.image_dim else 0
-        return 3 + images + self.neighbours * (2 if self.image_dim else 1)
+        domain = 1 if self.n_domains else 0
+        return 3 + images + self.board_slots + domain + self.neighbours * (2 if self.image_dim else 1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,6 +68,10 @@ class PageInputs(NamedTuple):
     nbr_mask: Tensor  # (B, K) bool
     nbr_image_mask: Tensor  # (B, K) bool
     nbr_log_visits: Tensor  # (B, K) float
+    board_text: Tensor | None = None  # (B, S, Dt)
+    board_ids: Tensor | None = None  # (B, S) int64 board_idx, -1 = no board
+    board_mask: Tensor | None = None  # (B, S) bool
+    domain_ids: Tensor | None = None  # (B,) int64 domain_idx, -1 = none
 
 
 class Block(nn.Module):
@@ -109,6 +123,13 @@ class LinkSageEncoder(nn.Module):
         self.image_slot_emb = nn.Parameter(torch.randn(cfg.image_slots, d) * 0.02) if cfg.image_dim else None
         self.rank_emb = nn.Parameter(torch.randn(cfg.neighbours, d) * 0.02) if cfg.neighbours else None
         self.visit_proj = nn.Linear(1, d) if cfg.neighbours else None
+        self.board_type = nn.Parameter(torch.randn(d) * 0.02) if cfg.board_slots else None
+        self.board_emb = nn.Embedding(cfg.n_boards + 1, d) if cfg.board_slots and cfg.n_boards else None
+        self.domain_type = nn.Parameter(torch.randn(d) * 0.02) if cfg.n_domains else None
+        self.domain_emb = nn.Embedding(cfg.n_domains + 1, d) if cfg.n_domains else None
+        for table in (self.board_emb, self.domain_emb):
+            if table is not None:
+                nn.init.zeros_(table.weight)  # unreached rows stay neutral
         self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.layers))
         self.ln_out = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.output_dim)
@@ -133,6 +154,20 @@ class LinkSageEncoder(nn.Module):
             masks.append(x.self_image_mask)
         parts.append((self.degree_emb(x.degree_bucket) + ty[self.DEGREE]).unsqueeze(1))  # (B, 1, D)
         masks.append(masks[0])
+        if self.board_type is not None and x.board_text is not None and x.board_mask is not None:
+            board = self.text_proj(x.board_text) + self.board_type  # (B, S, D)
+            if self.board_emb is not None and x.board_ids is not None:
+                unknown = self.cfg.n_boards
+                ids = torch.where((x.board_ids < 0) | (x.board_ids >= unknown), unknown, x.board_ids)  # (B, S)
+                board = board + self.board_emb(ids)
+            parts.append(board)
+            masks.append(x.board_mask)
+        if self.domain_emb is not None and self.domain_type is not None:
+            unknown = self.cfg.n_domains
+            dom = x.domain_ids if x.domain_ids is not None else x.degree_bucket.new_full((B,), -1)
+            dom = torch.where((dom < 0) | (dom >= unknown), unknown, dom)  # (B,)
+            parts.append((self.domain_emb(dom) + self.domain_type).unsqueeze(1))  # (B, 1, D)
+            masks.append(masks[0])
         if self.rank_emb is not None and self.visit_proj is not None:
             # rank (K, D) and log visit count (B, K, D) position each neighbour
             where = self.rank_emb + self.visit_proj(x.nbr_log_visits.unsqueeze(-1).to(self.rank_emb.dtype))
@@ -174,6 +209,7 @@ def empty_inputs(cfg: EncoderConfig, batch: int, device: torch.device | str = "c
     def rnd(*shape: int) -> Tensor:
         return F.normalize(torch.randn(*shape, generator=g), dim=-1).to(device)
 
+    S = cfg.board_slots
     return PageInputs(
         self_text=rnd(batch, cfg.text_dim),
         self_images=rnd(batch, M, cfg.image_dim) if cfg.image_dim else torch.zeros(batch, M, 0, device=device),
@@ -184,4 +220,8 @@ def empty_inputs(cfg: EncoderConfig, batch: int, device: torch.device | str = "c
         nbr_mask=torch.ones(batch, K, dtype=torch.bool, device=device),
         nbr_image_mask=torch.ones(batch, K, dtype=torch.bool, device=device),
         nbr_log_visits=torch.rand(batch, K, generator=g).to(device),
+        board_text=rnd(batch, S, cfg.text_dim) if S else None,
+        board_ids=torch.randint(0, max(cfg.n_boards, 1), (batch, S), generator=g).to(device) if S else None,
+        board_mask=torch.ones(batch, S, dtype=torch.bool, device=device) if S else None,
+        domain_ids=torch.randint(0, cfg.n_domains, (batch,), generator=g).to(device) if cfg.n_domains else None,
     )

@@ -90,7 +90,7 @@ STAGES: tuple[Stage, ...] = (
         sections=("ingest",),
         external="linksage.ingest.stage:external_files",
     ),
-    Stage("content", "linksage.content.stage:run", sections=("content",), upstream=("ingest",)),
+    Stage("content", "linksage.content.stage:run", sections=("content",), upstream=("ingest",), version=2),
     Stage("graph", "linksage.graph.stage:run", sections=("graph",), upstream=("ingest", "content")),
     Stage("walk", "linksage.walk.stage:run", sections=("walk",), upstream=("graph",)),
     Stage("train", "linksage.train.stage:run", sections=("train",), upstream=("ingest", "content", "graph", "walk")),

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
-from train_reference import loop_gather
+from train_reference import loop_gather, loop_page_boards
 
 from linksage.config import ConfigError
 from linksage.errors import InputError
-from linksage.train.features import degree_buckets, page_features_from_arrays
+from linksage.train.features import degree_buckets, page_boards, page_features_from_arrays
 
 
 def _arrays(n: int = 20, k: int = 4, seed: int = 0) -> dict[str, np.ndarray]:
@@ -44,6 +46,9 @@ def test_gather_equals_per_page_reference(tokens: bool) -> None:
     got = f.gather(torch.tensor(pages))
     want = loop_gather(f, pages)
     for name, g, w in zip(got._fields, got, want, strict=True):
+        if g is None or w is None:  # no board or domain tables: both leave those fields out
+            assert g is None and w is None and name.startswith(("board", "domain")), name
+            continue
         assert g.dtype == (w.dtype if w.dtype != torch.float16 else torch.float32), name
         torch.testing.assert_close(g, w.to(g.dtype), msg=name)
     assert got.self_images.shape == (5, 3 if tokens else 1, 5)
@@ -72,3 +77,50 @@ def test_bad_inputs_name_file_row_and_value() -> None:
         page_features_from_arrays(a["text"], a["degree"], a["neighbours"], a["visits"], k=9)
     with pytest.raises(InputError, match="has 19 rows, expected one per page"):
         page_features_from_arrays(a["text"], a["degree"][:19], a["neighbours"], a["visits"])
+
+
+def _csr(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    indptr = np.cumsum([0] + [len(r) for r in rows]).astype(np.int64)
+    indices = np.array([x for r in rows for x in r], dtype=np.int32)
+    return indptr, indices
+
+
+@pytest.mark.parametrize("slots", [1, 2, 5])
+def test_page_boards_equal_loop_reference(slots: int) -> None:
+    rng = np.random.default_rng(3)
+    page_pins = [sorted(rng.choice(30, rng.integers(0, 5), replace=False).tolist()) for _ in range(25)]
+    pin_boards = [sorted(rng.choice(7, rng.integers(0, 3), replace=False).tolist()) for _ in range(30)]
+    got = page_boards(*_csr(page_pins), *_csr(pin_boards), slots)
+    assert got.dtype == np.int32 and got.shape == (25, slots)
+    assert got.tolist() == loop_page_boards(page_pins, pin_boards, slots)
+    assert (got[:, 0] >= 0).sum() > 10  # most pages do have a board: the check is not vacuous
+
+
+def test_gather_with_board_tokens_equals_reference() -> None:
+    a = _arrays()
+    f = page_features_from_arrays(a["text"], a["degree"], a["neighbours"], a["visits"])
+    rng = np.random.default_rng(1)
+    boards = rng.integers(-1, 4, (20, 3)).astype(np.int32)
+    f = dataclasses.replace(
+        f, boards=torch.from_numpy(boards), board_text=torch.from_numpy(rng.normal(size=(4, 6)).astype(np.float16))
+    )
+    pages = [5, 1, 5, 19]
+    got, want = f.gather(torch.tensor(pages)), loop_gather(f, pages)
+    assert got.board_text is not None and got.board_text.shape == (4, 3, 6)
+    for name, g, w in zip(got._fields, got, want, strict=True):
+        if name == "domain_ids":
+            assert g is None and w is None
+            continue
+        torch.testing.assert_close(g, w.to(g.dtype), msg=name)
+    with pytest.raises(ValueError, match="come together"):
+        dataclasses.replace(f, board_text=None)
+
+
+def test_page_domains_from_the_page_domain_csr() -> None:
+    from linksage.train.features import page_domains
+
+    indptr, indices = _csr([[2], [], [0], [2], [1]])
+    domain, n_domains = page_domains(indptr, indices, 5)
+    assert domain.tolist() == [2, -1, 0, 2, 1] and n_domains == 3
+    with pytest.raises(InputError, match="expected n_pages"):
+        page_domains(indptr, indices, 4)

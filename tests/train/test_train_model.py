@@ -111,3 +111,54 @@ def test_temperature_is_clamped() -> None:
     with torch.no_grad():
         model.log_logit_scale.fill_(-3.0)
     assert torch.allclose(model.logit_scales(0.02), torch.ones(3))
+
+
+@torch.no_grad()
+def test_board_tokens_are_masked_and_unknown_boards_share_one_row() -> None:
+    torch.manual_seed(0)
+    cfg = EncoderConfig(
+        text_dim=16, image_dim=0, image_slots=1, neighbours=2, output_dim=8, d_model=32, layers=2, heads=4,
+        board_slots=3, n_boards=5,
+    )  # fmt: skip
+    model = LinkSageEncoder(cfg).eval()
+    assert model.board_emb is not None
+    torch.nn.init.normal_(model.board_emb.weight)  # trained rows: the table starts at zero
+    x = empty_inputs(cfg, 4)
+    assert x.board_text is not None and x.board_ids is not None and x.board_mask is not None
+    assert model.tokens(x)[0].shape[1] == cfg.n_tokens == 3 + 3 + 2
+    mask = x.board_mask.clone()
+    mask[:, 1:] = False
+    x = x._replace(board_mask=mask)
+    before = model(x)
+    scrambled = x._replace(
+        board_text=torch.where(mask[..., None], x.board_text, 50 * torch.randn_like(x.board_text)),
+        board_ids=torch.where(mask, x.board_ids, 0),
+    )
+    torch.testing.assert_close(model(scrambled), before, rtol=0, atol=1e-5)
+    # a present board matters, and every index past the table (a board unseen in training) is one row
+    other = x._replace(board_ids=torch.where(mask, (x.board_ids + 1) % 5, x.board_ids))
+    assert (model(other) - before).abs().max() > 1e-4
+    unseen_a = x._replace(board_ids=torch.where(mask, 5, x.board_ids))
+    unseen_b = x._replace(board_ids=torch.where(mask, 99, x.board_ids))
+    torch.testing.assert_close(model(unseen_a), model(unseen_b))
+
+
+@torch.no_grad()
+def test_domain_token_reads_the_domain_table_with_one_unknown_row() -> None:
+    torch.manual_seed(0)
+    cfg = EncoderConfig(
+        text_dim=16, image_dim=0, image_slots=1, neighbours=0, output_dim=8, d_model=32, layers=2, heads=4,
+        n_domains=4,
+    )  # fmt: skip
+    model = LinkSageEncoder(cfg).eval()
+    assert model.domain_emb is not None
+    torch.nn.init.normal_(model.domain_emb.weight)  # trained rows: the table starts at zero
+    x = empty_inputs(cfg, 3)
+    assert cfg.n_tokens == 4 and model.tokens(x)[0].shape[1] == 4
+    ids = torch.tensor([0, 1, 2])
+    base = model(x._replace(domain_ids=ids))
+    assert (model(x._replace(domain_ids=torch.tensor([3, 1, 2]))) - base)[0].abs().max() > 1e-4
+    unseen = [model(x._replace(domain_ids=torch.tensor([v, 1, 2]))) for v in (-1, 4, 1000)]
+    for other in unseen[1:]:
+        torch.testing.assert_close(other, unseen[0])
+    torch.testing.assert_close(model(x._replace(domain_ids=None)), model(x._replace(domain_ids=torch.full((3,), -1))))

@@ -88,4 +88,27 @@ def loop_gather(f: PageFeatures, pages: list[int]) -> PageInputs:
                 f.log_visits[p].float(),
             )
         )
-    return PageInputs(*(torch.stack([r[i] for r in rows]) for i in range(9)))
+    core = [torch.stack([r[i] for r in rows]) for i in range(9)]
+    if f.boards is None or f.board_text is None or not f.board_slots:
+        return PageInputs(*core)
+    ids = [[int(b) for b in f.boards[p]] for p in pages]
+    board_text = torch.stack([torch.stack([f.board_text[max(b, 0)].float() for b in row]) for row in ids])
+    return PageInputs(
+        *core,
+        board_text=board_text,
+        board_ids=torch.tensor(ids, dtype=torch.int64),
+        board_mask=torch.tensor([[b >= 0 for b in row] for row in ids], dtype=torch.bool),
+    )
+
+
+def loop_page_boards(page_pins: list[list[int]], pin_boards: list[list[int]], slots: int) -> list[list[int]]:
+    """Each page's boards over its pins, by pin count descending then board id, -1 padded."""
+    out = []
+    for pins in page_pins:
+        counts: dict[int, int] = {}
+        for q in pins:
+            for b in pin_boards[q]:
+                counts[b] = counts.get(b, 0) + 1
+        ranked = sorted(counts, key=lambda b: (-counts[b], b))[:slots]
+        out.append(ranked + [-1] * (slots - len(ranked)))
+    return out

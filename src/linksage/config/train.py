@@ -23,6 +23,9 @@ class TrainConfig:
     neighbours: int = 20  # K: the first K walk neighbours (by visits desc); 0 = the content-only baseline
     image_tokens: Literal["each", "mean"] = "each"  # one token per image when the content stage kept them
     degree_buckets: int = 24  # self degree embedded by log2 bucket
+    board_tokens: int = 4  # S: the page's boards (most of its pins first) as tokens; 0 = none
+    board_ids: bool = True  # board tokens add a learned embedding per board to the board's text vector
+    domain_token: bool = True  # a token with a learned embedding of the page's domain
 
     # The loss.
     batch_size: int = 1024
@@ -74,7 +77,15 @@ class TrainConfig:
             _positive(key, getattr(self, key))
         if self.d_model % self.heads:
             raise ConfigError(f"train.heads: must divide train.d_model={self.d_model}, got {self.heads}")
-        for key in ("neighbours", "random_negatives", "warmup_steps", "eval_every", "eval_pool", "patience"):
+        for key in (
+            "neighbours",
+            "board_tokens",
+            "random_negatives",
+            "warmup_steps",
+            "eval_every",
+            "eval_pool",
+            "patience",
+        ):
             _non_negative(key, getattr(self, key))
         for key in ("checkpoint_every", "threads"):
             _non_negative(key, getattr(self, key))

@@ -10,6 +10,7 @@ writes (docs/artifacts.md, section ``content/``; float16, L2-normalised rows, ze
     page_image_mask.npy     (n_pages, M) bool   (idem)
     pin_text.npy            (n_pins, D_text)
     pin_target.npy          (n_pins, D_target)  the embedding column, else the pin's own vectors
+    board_text.npy          (n_boards, D_text)  the boards' text (board tokens of the train stage)
 
 D_img is 0 when no page lists an image or ``image_encoder = "none"`` (the Reddit data: URLs only),
 so nothing is decoded, encoded or stored for images. Every text and image goes through the content
@@ -121,6 +122,10 @@ def run(ctx: StageContext) -> StageResult:
     timings["pins_s"] = round(time.perf_counter() - t0, 3)
 
     t0 = time.perf_counter()
+    counts.update(_write_board_text(ingest / "boards.parquet", text, cfg.chunk_rows, ctx.out))
+    timings["boards_s"] = round(time.perf_counter() - t0, 3)
+
+    t0 = time.perf_counter()
     pin_text = np.load(ctx.out / "pin_text.npy", mmap_mode="r")
     if given is not None:
         target = _open(ctx.out / "pin_target.npy", (n_pins, given))
@@ -175,6 +180,22 @@ def _write_page_text(pages: Path, n_pages: int, text: CachedTextEncoder, chunk_r
         bar.update(len(idx))
     bar.close()
     page_text_out.flush()
+    return counts
+
+
+def _write_board_text(boards: Path, text: CachedTextEncoder, chunk_rows: int, out: Path) -> Counter[str]:
+    """board_text.npy: one row per board_idx (zeros for a board without text; (0, D) without boards)."""
+    counts: Counter[str] = Counter()
+    n_boards = ds.dataset(boards, format="parquet").count_rows() if boards.exists() else 0
+    board_out = _open(out / "board_text.npy", (n_boards, text.dim))
+    if n_boards:
+        for batch in _batches(boards, ["board_idx", "text"], chunk_rows):
+            idx = _indices(batch, "board_idx", n_boards, boards)
+            vecs = text.encode(_strings(batch.column("text")))
+            counts["boards_without_text"] += int((~vecs.any(axis=1)).sum())
+            board_out[idx] = vecs.astype(np.float16)
+    counts["boards"] = n_boards
+    board_out.flush()
     return counts
 
 

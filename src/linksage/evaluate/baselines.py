@@ -3,7 +3,7 @@
 - ``zero_shot``: the page's own text vector against the pins' target vectors, no training. Valid only when
   both come from one encoder (the pins have no given ``embedding`` column and the widths agree);
   otherwise it is skipped with the reason recorded.
-- ``content_only``: the train stage's model and loop with ``train.neighbours = 0``.
+- ``content_only``: the train stage's model and loop with no graph inputs (no neighbours, no board tokens).
 - ``single_dim_<d>``: the same with ``train.dims = [d]``: a model trained for one size only.
 
 Trained baselines run the train stage's own ``run`` on a derived config and land in
@@ -38,7 +38,7 @@ def trained_variant(name: str, train: TrainConfig, cfg: EvaluateConfig, target_d
     """The train config of a trained baseline; ConfigError when it cannot be trained here."""
     changes: dict[str, object] = {}
     if name == "content_only":
-        changes["neighbours"] = 0
+        changes.update(neighbours=0, board_tokens=0, domain_token=False)  # the page's own content: no graph
     elif (d := single_dim_of(name)) is not None:
         check_dims((d,), target_dim=target_dim)
         changes.update(dims=(d,), dim_weights=())

@@ -8,8 +8,10 @@ on the device: no per-sample Python.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,6 +32,10 @@ class PageFeatures:
     degree_bucket: Tensor  # (N,) uint8
     neighbours: Tensor  # (N, K) int32, -1 = no neighbour; sorted by visits, descending
     log_visits: Tensor  # (N, K) float32, log1p(visit count)
+    boards: Tensor | None = None  # (N, S) int32 board_idx, -1 = none: the page's boards, most pins first
+    board_text: Tensor | None = None  # (n_boards, Dt) float16: the boards' text vectors (board-indexed)
+    domain: Tensor | None = None  # (N,) int32 domain_idx, -1 = none
+    n_domains: int = 0  # domains in the graph (the learned domain table's size)
 
     def __post_init__(self) -> None:
         n = self.text.shape[0]
@@ -38,6 +44,15 @@ class PageFeatures:
             if rows != n:
                 # page-indexed tables only: this is what keeps pins' vectors out of the inputs
                 raise ValueError(f"page feature table {name!r} has {rows} rows, the page text table has {n}")
+        if (self.boards is None) != (self.board_text is None):
+            raise ValueError("page feature tables 'boards' and 'board_text' come together")
+        if self.boards is not None and self.board_text is not None:
+            if self.boards.shape[0] != n:
+                raise ValueError(f"page feature table 'boards' has {self.boards.shape[0]} rows, expected {n}")
+            if self.board_text.shape[1] != self.text.shape[1]:
+                raise ValueError(f"board text dim {self.board_text.shape[1]} differs from the page text dim")
+        if self.domain is not None and self.domain.shape[0] != n:
+            raise ValueError(f"page feature table 'domain' has {self.domain.shape[0]} rows, expected {n}")
 
     @property
     def n_pages(self) -> int:
@@ -59,12 +74,27 @@ class PageFeatures:
     def k(self) -> int:
         return int(self.neighbours.shape[1])
 
+    @property
+    def board_slots(self) -> int:
+        return 0 if self.boards is None else int(self.boards.shape[1])
+
+    @property
+    def n_boards(self) -> int:
+        return 0 if self.board_text is None else int(self.board_text.shape[0])
+
     def gather(self, pages: Tensor, dtype: torch.dtype = torch.float32) -> PageInputs:
         """Encoder inputs of pages (B,) int64 on the device, in ``dtype``."""
         B, K = pages.shape[0], self.k
         nbr = self.neighbours.index_select(0, pages)  # (B, K) int32
         present = nbr >= 0
         flat = nbr.clamp_min(0).long().flatten()  # (B*K,) masked slots read page 0, never attended to
+        board_text = board_ids = board_mask = None
+        if self.boards is not None and self.board_text is not None and self.board_slots:
+            S = self.board_slots
+            board_ids = self.boards.index_select(0, pages).long()  # (B, S)
+            board_mask = board_ids >= 0
+            rows = board_ids.clamp_min(0).flatten()  # masked slots read board 0, never attended to
+            board_text = self.board_text.index_select(0, rows).view(B, S, self.text_dim).to(dtype)  # (B, S, Dt)
         return PageInputs(
             self_text=self.text.index_select(0, pages).to(dtype),  # (B, Dt)
             self_images=self.image.index_select(0, pages).to(dtype),  # (B, M, Di)
@@ -75,10 +105,51 @@ class PageFeatures:
             nbr_mask=present,
             nbr_image_mask=self.has_image.index_select(0, flat).view(B, K),  # (B, K)
             nbr_log_visits=self.log_visits.index_select(0, pages).to(dtype),  # (B, K)
+            board_text=board_text,
+            board_ids=board_ids,
+            board_mask=board_mask,
+            domain_ids=None if self.domain is None else self.domain.index_select(0, pages).long(),
         )
 
     def to(self, device: torch.device | str) -> PageFeatures:
-        return PageFeatures(**{name: getattr(self, name).to(device) for name in self.__dataclass_fields__})
+        moved: dict[str, Any] = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        out: dict[str, Any] = {name: t.to(device) if isinstance(t, Tensor) else t for name, t in moved.items()}
+        return PageFeatures(**out)
+
+
+def page_boards(
+    page_pin_indptr: np.ndarray,
+    page_pin_indices: np.ndarray,
+    pin_board_indptr: np.ndarray,
+    pin_board_indices: np.ndarray,
+    slots: int,
+) -> np.ndarray:
+    """(n_pages, slots) int32: each page's boards (over its pins) by pin count, descending; -1 padded.
+
+    Ties go to the lower board_idx, so the table is a pure function of the graph.
+    """
+    n_pages = len(page_pin_indptr) - 1
+    out = np.full((n_pages, slots), -1, dtype=np.int32)
+    if slots == 0 or len(pin_board_indices) == 0:
+        return out
+    pins = np.asarray(page_pin_indices, dtype=np.int64)
+    page = np.repeat(np.arange(n_pages, dtype=np.int64), np.diff(np.asarray(page_pin_indptr)))
+    lo, hi = np.asarray(pin_board_indptr)[pins], np.asarray(pin_board_indptr)[pins + 1]
+    per_edge = hi - lo  # boards of each (page, pin) edge
+    page = np.repeat(page, per_edge)
+    # positions lo..hi-1 of every edge, flattened: a running index minus each run's start, plus its lo
+    starts = np.repeat(np.cumsum(per_edge) - per_edge, per_edge)
+    board = np.asarray(pin_board_indices, dtype=np.int64)[np.arange(len(page)) - starts + np.repeat(lo, per_edge)]
+    n_boards = int(board.max()) + 1 if len(board) else 1
+    pair, count = np.unique(page * n_boards + board, return_counts=True)  # sorted by (page, board)
+    p, b = pair // n_boards, pair % n_boards
+    order = np.lexsort((b, -count, p))  # by page, then count desc, then board asc
+    p, b = p[order], b[order]
+    first = np.searchsorted(p, p)  # first row of each page's run
+    rank = np.arange(len(p)) - first
+    keep = rank < slots
+    out[p[keep], rank[keep]] = b[keep]
+    return out
 
 
 def degree_buckets(degree: np.ndarray, n_buckets: int) -> np.ndarray:
@@ -170,13 +241,21 @@ def page_features_from_arrays(
 
 
 def load_page_features(
-    run_dir: Path, *, k: int, image_mode: str = "each", degree_bucket_count: int = 24
+    run_dir: Path,
+    *,
+    k: int,
+    image_mode: str = "each",
+    degree_bucket_count: int = 24,
+    board_slots: int = 0,
+    domains: bool = False,
 ) -> PageFeatures:
     """Page tables of a run directory's content, graph and walk stages (CPU tensors).
 
     Reads content/page_text.npy, page_image.npy, page_has_image.npy (and page_image_tokens.npy with
     page_image_mask.npy when ``image_mode`` is "each" and they exist), graph/page__pin.indptr.npy (the
-    degree) and walk/neighbours.npy with visits.npy.
+    degree) and walk/neighbours.npy with visits.npy. With ``board_slots`` > 0, also content/board_text.npy
+    and graph/pin__board.*: each page's top boards by pin count become board tokens (when both exist).
+    With ``domains``, graph/page__domain.* gives each page's domain (the domain token).
     """
     content, graph, walk = run_dir / "content", run_dir / "graph", run_dir / "walk"
 
@@ -198,10 +277,23 @@ def load_page_features(
         neighbours, visits = load(walk / "neighbours.npy"), load(walk / "visits.npy")
     else:
         neighbours = visits = np.zeros((len(text), 0), np.int32)
+    boards = board_text = None
+    board_vectors = content / "board_text.npy"
+    if board_slots > 0 and board_vectors.exists() and (graph / "pin__board.indptr.npy").exists():
+        board_text = torch.from_numpy(np.array(np.load(board_vectors), dtype=np.float16))
+        boards = torch.from_numpy(
+            page_boards(
+                indptr,
+                load(graph / "page__pin.indices.npy"),
+                load(graph / "pin__board.indptr.npy"),
+                load(graph / "pin__board.indices.npy"),
+                board_slots,
+            )
+        )
     tokens = mask = None
     if image_mode == "each":
         tokens, mask = optional(content / "page_image_tokens.npy"), optional(content / "page_image_mask.npy")
-    return page_features_from_arrays(
+    feats = page_features_from_arrays(
         text,
         np.diff(np.asarray(indptr)),
         neighbours,
@@ -223,3 +315,23 @@ def load_page_features(
             "image_token_mask": str(content / "page_image_mask.npy"),
         },
     )
+    if boards is not None and board_text is not None and len(board_text):
+        feats = dataclasses.replace(feats, boards=boards, board_text=board_text)
+    if domains and (graph / "page__domain.indptr.npy").exists():
+        domain, n_domains = page_domains(
+            load(graph / "page__domain.indptr.npy"), load(graph / "page__domain.indices.npy"), len(text)
+        )
+        feats = dataclasses.replace(feats, domain=torch.from_numpy(domain), n_domains=n_domains)
+    return feats
+
+
+def page_domains(indptr: np.ndarray, indices: np.ndarray, n_pages: int) -> tuple[np.ndarray, int]:
+    """(n_pages,) int32 domain_idx of each page (its first page->domain edge; -1 = none), and n_domains."""
+    indptr = np.asarray(indptr)
+    if len(indptr) != n_pages + 1:
+        raise InputError(f"has {len(indptr)} entries, expected n_pages + 1 = {n_pages + 1}", file="page__domain")
+    has = np.diff(indptr) > 0
+    domain = np.full(n_pages, -1, dtype=np.int32)
+    domain[has] = np.asarray(indices)[indptr[:-1][has]]
+    n_domains = int(np.asarray(indices).max()) + 1 if len(indices) else 0
+    return domain, n_domains

@@ -60,10 +60,20 @@ class LinkSageModel:
 
     def features(self, run_dir: Path | str) -> PageFeatures:
         """The page tables of a run directory, checked against what the encoder was trained on."""
-        feats = load_page_features(
-            Path(run_dir), k=self.neighbours, image_mode=self.image_mode, degree_bucket_count=self.degree_buckets
-        )
         cfg = self.encoder.cfg
+        feats = load_page_features(
+            Path(run_dir),
+            k=self.neighbours,
+            image_mode=self.image_mode,
+            degree_bucket_count=self.degree_buckets,
+            board_slots=cfg.board_slots,
+            domains=cfg.n_domains > 0,
+        )
+        if feats.board_slots != cfg.board_slots:
+            raise LinksageError(
+                f"{run_dir}: the model takes {cfg.board_slots} board tokens per page, but the run has no board "
+                "tables (content/board_text.npy, graph/pin__board.*); rerun its content and graph stages"
+            )
         got = (feats.text_dim, feats.image_dim, feats.image_slots if feats.image_dim else cfg.image_slots)
         want = (cfg.text_dim, cfg.image_dim, cfg.image_slots)
         if got != want:

@@ -83,7 +83,12 @@ def run(ctx: StageContext) -> StageResult:
     )
     target_space = torch.from_numpy(to_target_space(targets, rotation, cfg.output_dim))
     features = load_page_features(
-        root, k=cfg.neighbours, image_mode=cfg.image_tokens, degree_bucket_count=cfg.degree_buckets
+        root,
+        k=cfg.neighbours,
+        image_mode=cfg.image_tokens,
+        degree_bucket_count=cfg.degree_buckets,
+        board_slots=cfg.board_tokens,
+        domains=cfg.domain_token,
     )
     timings["load_s"] = time.perf_counter() - t
 
@@ -101,6 +106,9 @@ def run(ctx: StageContext) -> StageResult:
         dropout=cfg.dropout,
         degree_buckets=cfg.degree_buckets,
         temperature_init=cfg.temperature_init,
+        board_slots=features.board_slots,
+        n_boards=features.n_boards if cfg.board_ids else 0,
+        n_domains=features.n_domains,
     )
     torch.manual_seed(cfg.seed)
     model = LinkSageEncoder(enc_cfg).to(device)
