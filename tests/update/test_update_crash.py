@@ -50,7 +50,9 @@ def killed_update(run: Path, day: Path, kind: str, point: str) -> None:
     proc.stdout.close()
 
 
-def check_kill_and_rerun(run: Path, day: Path, kind: str, point: str, reference: dict[int, object]) -> None:
+def check_kill_and_rerun(
+    run: Path, day: Path, kind: str, point: str, reference: dict[int, tuple[bytes, str, str]]
+) -> None:
     before = store_rows(run)
     old_version = EmbeddingStore.open(run / "store").version
     killed_update(run, day, kind, point)

@@ -9,6 +9,7 @@ again). The run's dimensions are kept: a run without image vectors stays without
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -34,7 +35,6 @@ from linksage.content.targets import embedding_dim, write_computed_targets, writ
 from linksage.content.text import create_text_encoder, resolve_device
 from linksage.errors import InputError
 
-_COPY_ROWS = 131_072  # rows copied at a time when growing an array
 _IMAGE_ARRAYS = ("page_image.npy", "page_has_image.npy", "page_image_tokens.npy", "page_image_mask.npy")
 
 
@@ -47,15 +47,29 @@ def kind_of(name: str) -> str:
 
 
 def grow_array(src: Path, dst: Path, rows: int, old_rows: int) -> np.memmap[Any, np.dtype[Any]]:
-    """``dst``: ``src``'s rows, then zero rows up to ``rows`` (a writable memory map)."""
+    """``dst``: ``src``'s rows, then zero rows up to ``rows`` (a writable memory map).
+
+    The old rows are copied by the kernel (``copy_file_range``: no page faults in this process, and a
+    reflink where the file system has them) behind the new file's header; the new rows stay sparse.
+    """
     old = np.load(src, mmap_mode="r")
     if old.shape[0] != old_rows:
         raise InputError(f"has {old.shape[0]} rows, the run's tables have {old_rows}", file=src)
-    out = _open(dst, (rows, *old.shape[1:]), old.dtype)
-    for lo in range(0, old_rows, _COPY_ROWS):
-        hi = min(lo + _COPY_ROWS, old_rows)
-        out[lo:hi] = old[lo:hi]
-    return out
+    shape, dtype, src_offset = (rows, *old.shape[1:]), old.dtype, int(old.offset)
+    nbytes = int(old.nbytes)
+    del old
+    out = _open(dst, shape, dtype)
+    dst_offset = int(out.offset)
+    del out
+    with open(src, "rb") as fin, open(dst, "r+b") as fout:
+        done = 0
+        while done < nbytes:
+            n = os.copy_file_range(fin.fileno(), fout.fileno(), nbytes - done, src_offset + done, dst_offset + done)
+            if n == 0:
+                raise InputError(f"ended after {done} of {nbytes} data bytes", file=src)
+            done += n
+    grown: np.memmap[Any, np.dtype[Any]] = np.load(dst, mmap_mode="r+")
+    return grown
 
 
 def update_content(
@@ -82,7 +96,7 @@ def update_content(
     t0 = time.perf_counter()
     updated = np.load(ingest / "updated_pages.npy")
     pages = np.union1d(np.arange(n_old["pages"], n_new["pages"]), updated)
-    todo_pages = _subset(ingest / "pages.parquet", "page_idx", pages, scratch / "pages.parquet")
+    todo_pages = _subset(ingest / "pages.parquet", "page_idx", pages, scratch / "pages.parquet", n_old["pages"])
     counts.update(_write_page_text(todo_pages, n_new["pages"], text, cfg.chunk_rows, scratch))
     _copy_rows(scratch / "page_text.npy", arrays["page_text.npy"], pages)
     image_dim = arrays["page_image.npy"].shape[1] if "page_image.npy" in arrays else 0
@@ -96,7 +110,7 @@ def update_content(
 
     t0 = time.perf_counter()
     pins = np.arange(n_old["pins"], n_new["pins"])
-    todo_pins = _subset(ingest / "pins.parquet", "pin_idx", pins, scratch / "pins.parquet")
+    todo_pins = _subset(ingest / "pins.parquet", "pin_idx", pins, scratch / "pins.parquet", n_old["pins"])
     given = embedding_dim(ingest / "pins.parquet")
     target = arrays["pin_target.npy"]
     pin_images = given is None and target.shape[1] > text.dim  # computed [text, image] targets
@@ -119,8 +133,9 @@ def update_content(
         arrays["board_text.npy"][boards] = text.encode(_strings(table["text"])).astype(np.float16)
         counts["boards_encoded"] = len(boards)
         timings["boards_s"] = time.perf_counter() - t0
-    for arr in arrays.values():
-        arr.flush()
+    # no msync: the pages are the kernel's (a killed process loses nothing), and the journal's rename
+    # comes after; forcing ~1 GB to disk here would cost more than the whole day's encoding
+    del arrays
     counts.update(text.counts)
     counts.update(pages_encoded=len(pages), pins_encoded=len(pins), pages_recrawled=len(updated))
     timings["text_encode_s"] = text.encode_s
@@ -131,16 +146,20 @@ def _arrays(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.npy") if not p.name.startswith("."))
 
 
-def _subset(path: Path, column: str, rows: np.ndarray, dst: Path) -> Path:
+def _subset(path: Path, column: str, rows: np.ndarray, dst: Path, tail_from: int) -> Path:
     """A Parquet file of ``path``'s rows whose ``column`` is in ``rows`` (sorted): the day's rows only.
 
-    The filter lets Parquet skip row groups by their statistics, so the old pins' embeddings are not read.
+    Rows from ``tail_from`` on (the day's new ones) are read by a range filter, which lets Parquet skip
+    the old rows' row groups by their statistics (the old pins' embeddings are never read); the few
+    others (re-crawled pages) by a set filter.
     """
     import pyarrow.dataset as ds
 
-    lo = int(rows.min()) if len(rows) else 0
-    where = (pc.field(column) >= lo) & pc.field(column).isin(pa.array(rows.astype(np.int32)))
-    sub = ds.dataset(path, format="parquet").to_table(filter=where)
+    data = ds.dataset(path, format="parquet")
+    tail = data.to_table(filter=pc.field(column) >= tail_from)
+    head = rows[rows < tail_from]
+    parts = [data.to_table(filter=pc.field(column).isin(pa.array(head.astype(np.int32))))] if len(head) else []
+    sub = pa.concat_tables([*parts, tail]).sort_by(column)
     if sub.num_rows != len(rows):
         raise InputError(f"holds {sub.num_rows} of the {len(rows)} rows the day needs", file=path, column=column)
     pq.write_table(sub, dst)

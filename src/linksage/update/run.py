@@ -225,14 +225,14 @@ def _check_config(cfg: Config, rd: RunDir) -> None:
 
 
 def _applied(rd: RunDir, day: str) -> dict[str, Any] | None:
-    """The ``updates`` entry of ``day`` in the walk manifest (the last step swapped in), if any."""
-    manifests = [rd.manifest(name) or {} for name in STEPS]
-    entries = [next((u for u in m.get("updates", []) if u["day"] == day), None) for m in manifests]
-    if all(e is None for e in entries):
-        return None
-    if any(e is None for e in entries):  # cannot happen through update: folders move in under a journal
-        raise LinksageError(f"day {day} is applied to some stages of {rd.root} only: rerun `linksage run` to rebuild")
-    return entries[-1]
+    """The ``updates`` entry of ``day`` in the ingest manifest, if the day's input is in the run's tables.
+
+    Ingest is the source of truth: a later stage rebuilt by ``linksage run`` (e.g. ``walk --force``) was
+    built from tables that hold the day, even though its own manifest no longer lists it.
+    """
+    updates = (rd.manifest("ingest") or {}).get("updates", [])
+    entry: dict[str, Any] | None = next((u for u in updates if u["day"] == day), None)
+    return entry
 
 
 def _summary(
@@ -241,7 +241,10 @@ def _summary(
     counts: dict[str, int] = {}
     timings: dict[str, float] = {}
     for name in STEPS:
-        day = next(u for u in (rd.manifest(name) or {}).get("updates", []) if u["day"] == entry["day"])
+        updates = (rd.manifest(name) or {}).get("updates", [])
+        day = next((u for u in updates if u["day"] == entry["day"]), None)
+        if day is None:  # rebuilt in full by `linksage run` since the day was applied
+            continue
         counts.update({f"{name}_{k}": v for k, v in day["counts"].items() if isinstance(v, int)})
         timings[f"{name}_s"] = day["timings"]["total_s"]
     et = embed.get("timings", {})
