@@ -22,7 +22,13 @@ blocks with the fastest setting.
 
     .venv/bin/python benchmarks/text_encode.py                           # CPU, 20,000 titles
     .venv/bin/python benchmarks/text_encode.py --precision int8          # the opt-in int8 CPU path
-    python benchmarks/text_encode.py --device cuda --model-path /tmp/minilm --sweep   # GPU (fp16)
+
+On a GPU machine without the MiniLM package or ../shared, carry the model and the titles (docs/encoders.md)::
+
+    .venv/bin/python benchmarks/pack_minilm.py .carry/text-encode/minilm        # fp16 copy, 45 MB
+    .venv/bin/python benchmarks/text_encode.py --save-titles .carry/text-encode/titles-20k.parquet
+    python benchmarks/text_encode.py --device cuda --sweep \
+        --model-path .carry/text-encode/minilm --posts .carry/text-encode/titles-20k.parquet
 """
 
 from __future__ import annotations
@@ -53,11 +59,12 @@ SWEEP_THREADS = (1, 2, 4)
 
 
 def load_titles(posts: Path, n: int) -> list[str]:
+    """The first ``n`` titles of part-1 then part-0 of a ``link_posts`` folder, or of one Parquet file."""
     titles: list[str] = []
-    for part in ("part-1.parquet", "part-0.parquet"):
+    for part in [posts] if posts.is_file() else [posts / "part-1.parquet", posts / "part-0.parquet"]:
         if len(titles) >= n:
             break
-        titles += pq.read_table(posts / part, columns=["title"]).column("title").to_pylist()[: n - len(titles)]
+        titles += pq.read_table(part, columns=["title"]).column("title").to_pylist()[: n - len(titles)]
     return [t or "" for t in titles]
 
 
@@ -80,15 +87,15 @@ def timed(fn: Callable[[], Any], device: str, repeats: int = 1) -> float:
     return statistics.median(times)
 
 
-def phases(ours: SentenceTransformerEncoder, titles: Sequence[str], device: str) -> dict[str, float]:
+def phases(ours: SentenceTransformerEncoder, titles: Sequence[str], device: str, repeats: int) -> dict[str, float]:
     """Titles/s of each part alone: where the whole path's time goes."""
     import torch
 
     n = len(titles)
     tokens = ours.tokens
     out = {
-        "tokenise_titles_per_s": n / timed(lambda: tokens(titles), device, 3),
-        "hf_tokenise_titles_per_s": n / timed(lambda: tokens.hf_ids(titles), device, 3),
+        "tokenise_titles_per_s": n / timed(lambda: tokens(titles), device, repeats),
+        "hf_tokenise_titles_per_s": n / timed(lambda: tokens.hf_ids(titles), device, repeats),
     }
     ids = tokens(titles)
     lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
@@ -104,22 +111,27 @@ def phases(ours: SentenceTransformerEncoder, titles: Sequence[str], device: str)
                 ours.model(dict(feats))["sentence_embedding"].float()
 
     model_only()  # warm-up
-    out["model_only_titles_per_s"] = n / timed(model_only, device, 3)
+    out["model_only_titles_per_s"] = n / timed(model_only, device, repeats)
     out["padded_tokens_per_title"] = sum(b["input_ids"].numel() for b in batches) / n
     out["tokens_per_title"] = float(lengths.mean())
     return {k: round(v, 1) for k, v in out.items()}
 
 
 def sweep(
-    ours: SentenceTransformerEncoder, titles: list[str], device: str, batch_sizes: list[int], threads_grid: list[int]
+    ours: SentenceTransformerEncoder,
+    titles: list[str],
+    device: str,
+    batch_sizes: list[int],
+    threads_grid: list[int],
+    repeats: int,
 ) -> list[dict[str, float]]:
-    """Our whole path over all titles, per (batch size, tokenizer threads); the median of 3 runs each."""
+    """Our whole path over all titles, per (batch size, tokenizer threads); the median of ``repeats`` runs."""
     rows = []
     for batch_size in batch_sizes:
         for threads in threads_grid if ours.overlap else [ours.tokenizer_threads]:
             ours.batch_size, ours.tokenizer_threads = batch_size, threads
             ours.encode(titles[: 2 * batch_size])  # warm the allocator for this batch shape
-            rate = len(titles) / timed(lambda: ours.encode(titles), device, 3)
+            rate = len(titles) / timed(lambda: ours.encode(titles), device, repeats)
             rows.append({"batch_size": batch_size, "tokenizer_threads": threads, "titles_per_s": round(rate, 1)})
             print(f"sweep: batch {batch_size:5d}, {threads} tokenizer threads: {rate:,.0f} titles/s", flush=True)
     return rows
@@ -137,7 +149,8 @@ def _ints(text: str) -> list[int]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
-    p.add_argument("--posts", type=Path, default=POSTS, help="folder with part-1.parquet (and part-0.parquet)")
+    p.add_argument("--posts", type=Path, default=POSTS, help="folder with part-1.parquet (and part-0), or a file")
+    p.add_argument("--save-titles", type=Path, help="write the --n titles to this Parquet file and stop")
     p.add_argument("--n", type=int, default=20_000, help="titles to encode")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16", "int8"])
@@ -150,10 +163,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sweep", action="store_true", help="time batch sizes x tokenizer threads, then use the best")
     p.add_argument("--sweep-batch-sizes", type=_ints, default=list(SWEEP_BATCH_SIZES), help="e.g. 1024,4096")
     p.add_argument("--sweep-threads", type=_ints, default=list(SWEEP_THREADS), help="e.g. 1,2,4")
+    p.add_argument("--repeats", type=int, default=3, help="runs per sweep setting and phase (their median)")
     args = p.parse_args(argv)
-    if not (args.posts / "part-1.parquet").exists():
+    if not args.posts.is_file() and not (args.posts / "part-1.parquet").exists():
         print(f"{args.posts}/part-1.parquet is missing: the benchmark needs ../shared/data", file=sys.stderr)
         return 1
+    if args.save_titles:  # for a machine without ../shared: the titles travel as one small file
+        import pyarrow as pa
+
+        titles = load_titles(args.posts, args.n)
+        pq.write_table(pa.table({"title": titles}), args.save_titles)
+        print(json.dumps({"out": str(args.save_titles), "n": len(titles)}))
+        return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     import sentence_transformers
     import torch
@@ -187,12 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     baseline.eval()
     baseline.encode(titles[:512])
 
-    swept = sweep(ours, titles, device, args.sweep_batch_sizes, args.sweep_threads) if args.sweep else []
+    grid = (args.sweep_batch_sizes, args.sweep_threads)
+    swept = sweep(ours, titles, device, *grid, repeats=args.repeats) if args.sweep else []
     if swept:
         best = max(swept, key=lambda r: r["titles_per_s"])
         ours.batch_size, ours.tokenizer_threads = int(best["batch_size"]), int(best["tokenizer_threads"])
         ours.encode(warm)
-    parts = phases(ours, titles, device) if args.phases or device == "cuda" else {}
+    parts = phases(ours, titles, device, args.repeats) if args.phases or device == "cuda" else {}
     if parts:
         print("phases: " + ", ".join(f"{k} {v:,}" for k, v in parts.items()), flush=True)
 
