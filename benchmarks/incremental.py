@@ -82,7 +82,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
 
     scratch = Path(tempfile.mkdtemp(prefix="linksage-incremental-"))
     run_dir = args.run_dir or scratch / "run"
-    cfg = load_config(None, overrides(args))
+    if run_dir.exists():
+        sys.exit(f"{run_dir} exists: the benchmark times a full run from scratch")
+    # a fresh content cache: a warm one would make the full run's encoding look cheaper than it is
+    cfg = load_config(None, [*overrides(args), f'content.cache_dir="{scratch / "cache"}"'])
     try:
         t0 = time.perf_counter()
         manifests = run_stages(cfg, run_dir, ["embed"])

@@ -104,6 +104,33 @@ def new_page_metrics(cfg: Config, run_dir: Path, device: str) -> dict[str, Any]:
     return out
 
 
+FIELDS: tuple[str, ...] = ("day", "update_s", "ingest_s", "content_s", "graph_s", "walk_s", "embed_s", "index_s")
+FIELDS += ("posts", "new_pins", "new_pages", "queries", "pins", "walked", "embedded", "store_version")
+
+
+def columns(dims: tuple[int, ...]) -> list[str]:
+    return [*FIELDS, *(f"{m}_d{d}" for d in dims for m in ("recall@10", "recall@50", "recall@100", "mrr"))]
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    """The rows of an existing replay CSV, numbers parsed (empty cells dropped)."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return [{k: (v if k == "day" else float(v)) for k, v in r.items() if v != ""} for r in csv.DictReader(fh)]
+
+
+def append_row(path: Path, row: dict[str, Any], dims: tuple[int, ...]) -> None:
+    """One day's row, appended (the header first, for a new file): a killed replay keeps its finished days."""
+    new = not path.exists()
+    with open(path, "a", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns(dims), extrasaction="ignore", restval="")
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+        fh.flush()
+
+
 def plot(rows: list[dict[str, Any]], dims: tuple[int, ...], path: Path) -> None:
     import matplotlib
 
@@ -152,14 +179,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     files = split_days(args.posts, args.start, args.end, out / "days")
     if args.days:
         files = files[: args.days]
-    rows: list[dict[str, Any]] = []
-    dims: tuple[int, ...] = ()
+    csv_path = out / "replay.csv"
+    rows = read_rows(csv_path)  # days replayed by an earlier (interrupted) invocation are kept, not redone
+    done = {r["day"] for r in rows}
+    dims = load_model(args.run_dir / "train").dims
     for day, path in files:
+        if day in done:
+            continue
         t0 = time.perf_counter()
         summary = update(cfg, args.run_dir, path, day, input_format="reddit")
         update_s = time.perf_counter() - t0
         metrics = new_page_metrics(cfg, args.run_dir, args.device)
-        dims = load_model(args.run_dir / "train").dims
         c = summary["counts"]
         row = {
             "day": day,
@@ -173,15 +203,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             **metrics,
         }
         rows.append(row)
+        append_row(csv_path, row, dims)
         log.event(f"[replay] {day}", **{k: row[k] for k in ("update_s", "new_pages", "queries", "embedded")})
-    names = sorted({k for r in rows for k in r}, key=lambda k: (k != "day", k))
-    with open(out / "replay.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=names)
-        writer.writeheader()
-        writer.writerows(rows)
     if rows:
         plot(rows, dims, out / "replay.png")
-    top = f"recall@100_d{dims[-1]}" if dims else "recall@100"
+    top = f"recall@100_d{dims[-1]}"
     scored = [r for r in rows if top in r]
     weights = np.array([r["queries"] for r in scored], float)
     result = {
@@ -191,14 +217,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "last_day": rows[-1]["day"] if rows else None,
         "new_pages": int(sum(r["new_pages"] for r in rows)),
         "queries": int(weights.sum()),
-        "recall@100": round(float(np.average([r[top] for r in scored], weights=weights)), 4) if scored else None,
+        "recall@100": round(float(np.average([r[top] for r in scored], weights=weights)), 4)
+        if scored and weights.sum() > 0
+        else None,
         "recall@100_by_dim": {
             d: round(float(np.average([r[f"recall@100_d{d}"] for r in scored], weights=weights)), 4) for d in dims
         }
-        if scored
+        if scored and weights.sum() > 0
         else {},
         "update_s_per_day": round(float(np.mean([r["update_s"] for r in rows])), 2) if rows else None,
-        "csv": str(out / "replay.csv"),
+        "csv": str(csv_path),
         "png": str(out / "replay.png"),
         "machine": machine(args.device),
     }
