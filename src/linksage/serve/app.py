@@ -9,7 +9,6 @@ Plain embedding look-ups skip FastAPI altogether (``LinksageApp``, ``linksage.se
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -35,7 +34,6 @@ from linksage.serve.schemas import HealthOut
 from linksage.serve.state import ServeState
 
 STATIC = Path(__file__).parent / "static"
-logger = logging.getLogger("linksage")
 
 
 class LinksageApp(FastAPI):
