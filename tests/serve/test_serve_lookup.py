@@ -130,6 +130,15 @@ def test_declined_requests_answer_as_before(pair: tuple[TestClient, TestClient],
     assert trailing[0].headers["location"] == trailing[1].headers["location"]
 
 
+def test_the_openapi_spec_is_the_same_either_way(pair: tuple[TestClient, TestClient]) -> None:
+    fast, slow = (c.get("/openapi.json").json() for c in pair)
+    assert fast == slow
+    get = fast["paths"][EMBEDDING_PATH]["get"]
+    params = {p["name"]: p for p in get["parameters"]}
+    assert params["url"]["required"] and params["url"]["schema"]["maxLength"] == 8_192
+    assert get["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/EmbeddingOut")
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_generated_query_strings_get_the_same_answer(
