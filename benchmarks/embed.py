@@ -5,15 +5,21 @@ degrees, K=20 walk neighbours with visit counts, canonical URLs) and a seeded, u
 model (d_model=256, 4 layers, 8 heads, K=20, dims 16..256), then times:
 
 - model only: ``PageEmbedder.embed`` over every page with the features already on the device;
-- end to end: ``embed_into_store`` into a fresh store (load the model and features from disk,
-  fingerprint every page, diff against the store, embed in chunks, stream into one Lance version);
+- end to end: ``embed_into_store`` into a fresh store (load the model and features from disk, upload
+  them, fingerprint every page, diff against the store, embed in chunks, stream into one Lance version);
 - a no-op rerun on the filled store (nothing changed: fingerprints and diff only).
 
-    .venv/bin/python benchmarks/embed.py --device cpu                       # 2-core CPU: 3,000 pages
-    .venv/bin/python benchmarks/embed.py --device cuda --pages 1000000      # one GPU
+A warm-up run on a small run directory with the same settings comes first: it compiles the hash kernels
+and, with ``--compile``, the encoder (torch.compile's one-off cost, reported as ``warmup_s``).
 
-The last line is one JSON object: pages_per_s (end to end, median of repeats), model_pages_per_s,
-ratio (end to end over model only), the breakdown, device and machine.
+    .venv/bin/python benchmarks/embed.py --device cpu                            # 2-core CPU: 3,000 pages
+    .venv/bin/python benchmarks/embed.py --device cpu --pages 200000 --d-model 32 --layers 1  # data path
+    .venv/bin/python benchmarks/embed.py --device cuda --pages 1000000 --sweep   # one GPU
+
+``--sweep`` first times the model alone at each ``--sweep-batches`` size (eager at the first size as the
+baseline, then the ``--compile`` mode), then runs end to end at the fastest size. The last line is one
+JSON object: pages_per_s (end to end, median of repeats), model_pages_per_s, ratio (end to end over
+model only), breakdown_s (medians), the sweep, device and machine.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import torch
 
 from _machine import machine
 from linksage.config.store import EmbedConfig
-from linksage.embed.batch import embed_into_store, resolve_device
+from linksage.embed.batch import batch_size_for, embed_into_store, resolve_device
 from linksage.model import EncoderConfig, LinkSageEncoder
 from linksage.rundir import atomic_write_json
 from linksage.train.infer import LinkSageModel, PageEmbedder, load_model
@@ -51,7 +57,16 @@ def _unit_fp16(rng: np.random.Generator, n: int, dim: int, chunk: int = 1 << 17)
     return out
 
 
-def write_run(root: Path, pages: int, text_dim: int, image_dim: int, k: int, seed: int) -> Path:
+def write_run(
+    root: Path,
+    pages: int,
+    text_dim: int = 384,
+    image_dim: int = 1280,
+    k: int = 20,
+    seed: int = 0,
+    d_model: int = 256,
+    layers: int = 4,
+) -> Path:
     """A run directory holding everything the embed stage reads (docs/artifacts.md)."""
     rng = np.random.default_rng(seed)
     for stage in ("ingest", "content", "graph", "walk", "train"):
@@ -79,9 +94,9 @@ def write_run(root: Path, pages: int, text_dim: int, image_dim: int, k: int, see
             neighbours=k,
             output_dim=DIMS[-1],
             n_dims=len(DIMS),
-            d_model=256,
-            layers=4,
-            heads=8,
+            d_model=d_model,
+            layers=layers,
+            heads=8 if d_model % 8 == 0 else 1,
         )
     )
     model = LinkSageModel(encoder, DIMS, identity_rotation(DIMS[-1]), image_mode="mean", degree_buckets=24)
@@ -96,6 +111,19 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def model_only(embedder: PageEmbedder, pages: int, batch: int, repeats: int) -> float:
+    """Pages per second of ``embedder.embed`` over every page (median of repeats, after one warm-up call)."""
+    embedder.embed(np.arange(min(pages, batch)), batch_size=batch)  # warm-up (compiles at this batch size)
+    seconds = []
+    for _ in range(repeats):
+        sync(embedder.device)
+        t0 = time.perf_counter()
+        embedder.embed(np.arange(pages), batch_size=batch)
+        sync(embedder.device)
+        seconds.append(time.perf_counter() - t0)
+    return pages / float(np.median(seconds))
+
+
 def main(argv: list[str] | None = None) -> dict[str, object]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="auto")
@@ -103,8 +131,14 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     ap.add_argument("--text-dim", type=int, default=384)
     ap.add_argument("--image-dim", type=int, default=1280)
     ap.add_argument("--k", type=int, default=20)
-    ap.add_argument("--batch", type=int, default=4096)
-    ap.add_argument("--chunk", type=int, default=262_144)
+    ap.add_argument("--d-model", type=int, default=256, help="a small model (e.g. 32, 1 layer) isolates the data path")
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--batch", type=int, default=0, help="pages per forward pass (default: embed.batch_size's)")
+    ap.add_argument("--chunk", type=int, default=131_072, help="pages per chunk streamed to the store")
+    ap.add_argument("--compile", default="auto", help="torch.compile mode or off (auto: default on CUDA, off on CPU)")
+    ap.add_argument("--write-parallelism", type=int, default=0, help="Lance writers of the first fill (0: Lance's)")
+    ap.add_argument("--sweep", action="store_true", help="model only at each --sweep-batches size, then the best")
+    ap.add_argument("--sweep-batches", default="4096,8192,16384,32768")
     ap.add_argument("--repeats", type=int, default=0, help="default: 3 on CUDA, 2 on CPU")
     ap.add_argument("--workdir", type=Path, default=None, help="where the run directory goes (default: a temp dir)")
     ap.add_argument("--seed", type=int, default=0)
@@ -114,31 +148,55 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     cuda = device.type == "cuda"
     pages = args.pages or (1_000_000 if cuda else 3_000)
     repeats = args.repeats or (3 if cuda else 2)
+    compile_mode = ("default" if cuda else "off") if args.compile == "auto" else args.compile
     work = Path(args.workdir or tempfile.mkdtemp(prefix="linksage-embed-bench-"))
-    cfg = EmbedConfig(device=str(device), batch_size=args.batch, chunk_rows=args.chunk)
+    shape = dict(text_dim=args.text_dim, image_dim=args.image_dim, k=args.k, d_model=args.d_model, layers=args.layers)
 
     t0 = time.perf_counter()
-    run = write_run(work / "run", pages, args.text_dim, args.image_dim, args.k, args.seed)
-    warm = write_run(work / "warm", 2_000 if cuda else 200, args.text_dim, args.image_dim, args.k, args.seed)
-    embed_into_store(warm, work / "warm-store", cfg)  # compiles the fingerprint kernels, initialises the device
+    run = write_run(work / "run", pages, seed=args.seed, **shape)  # type: ignore[arg-type]
+    warm = write_run(work / "warm", 2_000 if cuda else 200, seed=args.seed, **shape)  # type: ignore[arg-type]
     print(f"setup: {pages:,} pages written in {time.perf_counter() - t0:.1f}s", flush=True)
 
     model = load_model(run / "train", device)
-    embedder = PageEmbedder(model, model.features(run), device, bf16=cuda)
-    embedder.embed(np.arange(min(pages, args.batch)), batch_size=args.batch)  # warm-up
-    model_s = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        embedder.embed(np.arange(pages), batch_size=args.batch)
-        sync(device)
-        model_s.append(time.perf_counter() - t0)
+    embedder = PageEmbedder(model, model.features(run, copy=False), device, bf16=cuda, compile=compile_mode)
+    default_batch = batch_size_for(EmbedConfig(batch_size=args.batch), device)
+    sweep: list[dict[str, object]] = []
+    if args.sweep:
+        sizes = [int(b) for b in args.sweep_batches.split(",")]
+        eager = PageEmbedder(model, embedder.features, device, bf16=cuda)  # the same tables, not compiled
+        runs = [("off", sizes[0], eager)] + (
+            [(compile_mode, b, embedder) for b in sizes] if compile_mode != "off" else []
+        )
+        if compile_mode == "off":
+            runs += [("off", b, eager) for b in sizes[1:]]
+        for mode, b, emb in runs:
+            t0 = time.perf_counter()
+            pps = model_only(emb, pages, b, repeats)
+            sweep.append(
+                {"compile": mode, "batch": b, "model_pages_per_s": round(pps), "s": round(time.perf_counter() - t0, 1)}
+            )
+            print(f"  model only, compile={mode}, batch {b:,}: {pps:,.0f} pages/s", flush=True)
+        best = max((r for r in sweep if r["compile"] == compile_mode), key=lambda r: r["model_pages_per_s"])  # type: ignore[arg-type,return-value]
+        batch, model_pps = int(best["batch"]), float(best["model_pages_per_s"])  # type: ignore[arg-type]
+        del eager
+    else:
+        batch = default_batch
+        model_pps = model_only(embedder, pages, batch, repeats)
     del embedder, model
     if cuda:
         torch.cuda.empty_cache()
-    model_pps = pages / float(np.median(model_s))
-    print(f"model only: {model_pps:,.0f} pages/s", flush=True)
+    print(f"model only: {model_pps:,.0f} pages/s (compile={compile_mode}, batch {batch:,})", flush=True)
 
+    cfg = EmbedConfig(
+        device=str(device),
+        batch_size=batch,
+        chunk_rows=args.chunk,
+        compile=compile_mode,
+        write_parallelism=args.write_parallelism,
+    )
+    t0 = time.perf_counter()
+    embed_into_store(warm, work / "warm-store", cfg)  # hash kernels, device, the compiled graph at this batch
+    warmup_s = time.perf_counter() - t0
     e2e_s, parts = [], []
     for r in range(repeats):
         store = work / f"store-{r}"
@@ -146,14 +204,23 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         report = embed_into_store(run, store, cfg)
         e2e_s.append(time.perf_counter() - t0)
         parts.append(report.timings)
-        assert report.embedded == pages and report.result.committed
+        assert report.embedded == pages and report.result.committed and report.compile_mode == compile_mode
+        print(f"  end to end, run {r + 1}: {pages / e2e_s[-1]:,.0f} pages/s {_rounded(report.timings)}", flush=True)
     t0 = time.perf_counter()
     noop = embed_into_store(run, work / "store-0", cfg)
     noop_s = time.perf_counter() - t0
     assert noop.embedded == 0 and not noop.result.committed
     pps = pages / float(np.median(e2e_s))
     breakdown = {k: round(float(np.median([p[k] for p in parts])), 3) for k in parts[0]}
-    print(f"end to end: {pps:,.0f} pages/s ({breakdown}); no-op rerun {noop_s:.2f}s", flush=True)
+    print(f"end to end: {pps:,.0f} pages/s, {pps / model_pps:.2f} of the model alone", flush=True)
+    print(
+        "  breakdown (median s): "
+        f"load {breakdown['load_s']:.2f} | fingerprint + diff {breakdown['fingerprint_s']:.2f} "
+        f"(upload {breakdown['upload_s']:.2f} beside it) | embed + write {breakdown['embed_write_s']:.2f} "
+        f"(model {breakdown['infer_s']:.2f}, waiting for the store {breakdown['write_wait_s']:.2f})",
+        flush=True,
+    )
+    print(f"  no-op rerun {noop_s:.2f}s; warm-up (kernels, compile) {warmup_s:.1f}s", flush=True)
 
     result: dict[str, object] = {
         "pages": pages,
@@ -164,7 +231,15 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "end_to_end_s": round(float(np.median(e2e_s)), 3),
         "breakdown_s": breakdown,
         "noop_rerun_s": round(noop_s, 3),
+        "warmup_s": round(warmup_s, 1),
+        "compile": compile_mode,
+        "batch": batch,
+        "chunk": args.chunk,
+        "write_parallelism": args.write_parallelism,
+        "sweep": sweep,
         "precision": "bf16" if cuda else "fp32",
+        "d_model": args.d_model,
+        "layers": args.layers,
         "tokens": 3 + (1 if args.image_dim else 0) + args.k * (2 if args.image_dim else 1),
         "torch_threads": torch.get_num_threads(),
         "machine": machine(device),
@@ -174,6 +249,10 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(result))
     return result
+
+
+def _rounded(timings: dict[str, float]) -> dict[str, float]:
+    return {k: round(v, 2) for k, v in timings.items()}
 
 
 if __name__ == "__main__":

@@ -34,7 +34,9 @@ def write_run(
     k: int = 5,
     dims: tuple[int, ...] = (8, 16, 32),
     seed: int = 0,
+    image_dim: int = 0,
 ) -> Path:
+    """``image_dim`` > 0 gives pages mean-image vectors (70% of them) and the model image tokens."""
     rng = np.random.default_rng(seed)
     for stage in STAGES:
         (root / stage).mkdir(parents=True, exist_ok=True)
@@ -61,8 +63,10 @@ def write_run(
         root / "ingest" / "pins.parquet",
     )
     np.save(root / "content" / "page_text.npy", _unit(rng.normal(size=(n_pages, text_dim))).astype(np.float16))
-    np.save(root / "content" / "page_image.npy", np.zeros((n_pages, 0), np.float16))
-    np.save(root / "content" / "page_has_image.npy", np.zeros(n_pages, bool))
+    has_image = rng.random(n_pages) < 0.7 if image_dim else np.zeros(n_pages, bool)
+    image = _unit(rng.normal(size=(n_pages, image_dim))) * has_image[:, None] if image_dim else np.zeros((n_pages, 0))
+    np.save(root / "content" / "page_image.npy", image.astype(np.float16))
+    np.save(root / "content" / "page_has_image.npy", has_image)
     targets = _unit(rng.normal(size=(n_pins, target_dim))).astype(np.float16)
     np.save(root / "content" / "pin_target.npy", targets)
     degree = rng.integers(1, 5, n_pages)
@@ -76,7 +80,7 @@ def write_run(
     encoder = LinkSageEncoder(
         EncoderConfig(
             text_dim=text_dim,
-            image_dim=0,
+            image_dim=image_dim,
             image_slots=1,
             neighbours=k,
             output_dim=dims[-1],

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +16,12 @@ import torch
 from embed_world import change_neighbours, change_text, seal, write_run
 
 from linksage.config.store import EmbedConfig
-from linksage.embed.batch import default_day, embed_into_store, model_version, prefetch, read_pages
+from linksage.embed.batch import default_day, embed_into_store, model_version, page_keys, read_pages, write_behind
 from linksage.errors import InputError
-from linksage.store.fingerprint import page_ids
+from linksage.model import LinkSageEncoder, PageInputs
+from linksage.store.fingerprint import hash_rows, page_ids
 from linksage.store.lance_store import EmbeddingStore, embedding_matrix
+from linksage.train import infer
 from linksage.train.infer import PageEmbedder, load_model
 
 CFG = EmbedConfig(chunk_rows=64, batch_size=32, device="cpu")
@@ -26,6 +30,11 @@ CFG = EmbedConfig(chunk_rows=64, batch_size=32, device="cpu")
 @pytest.fixture(scope="module")
 def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_run(tmp_path_factory.mktemp("world") / "run")
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_run(tmp_path_factory.mktemp("images") / "run", image_dim=24)
 
 
 @pytest.fixture
@@ -144,21 +153,135 @@ def test_default_day() -> None:
     assert len(default_day(None)) == 10
 
 
-def test_prefetch_keeps_order_and_propagates_errors() -> None:
-    items = [np.array([i]) for i in range(10)]
-    assert [int(x[0]) * 2 for x in items] == list(prefetch(lambda a: int(a[0]) * 2, items))
+def test_write_behind_keeps_order_and_returns_the_consumers_result() -> None:
+    result, waited = write_behind(lambda items: [x * 2 for x in items], iter(range(10)))
+    assert result == [x * 2 for x in range(10)] and waited >= 0.0
 
-    def boom(a: np.ndarray) -> int:
-        if a[0] == 3:
-            raise ValueError("chunk 3 failed")
-        return int(a[0])
+
+def test_write_behind_raises_a_producer_error_inside_the_consumer_then_here() -> None:
+    seen: list[object] = []
+
+    def produce() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise ValueError("chunk 3 failed")
+
+    def consume(items: Iterator[int]) -> int:
+        try:
+            for item in items:
+                seen.append(item)
+        except ValueError as exc:  # what the store's write sees: it aborts before its commit
+            seen.append(str(exc))
+            raise
+        return len(seen)
 
     with pytest.raises(ValueError, match="chunk 3 failed"):
-        list(prefetch(boom, items))
+        write_behind(consume, produce())
+    assert seen == [1, 2, "chunk 3 failed"]
+    assert not any(t.name == "embed-write" and t.is_alive() for t in threading.enumerate())
 
 
-def test_prefetch_stops_its_thread_when_the_consumer_stops() -> None:
-    gen = prefetch(lambda a: int(a[0]), [np.array([i]) for i in range(100)], depth=1)
-    assert next(gen) == 0
-    gen.close()
-    assert not any(t.name == "embed-prefetch" and t.is_alive() for t in threading.enumerate())
+def test_write_behind_stops_the_producer_when_the_consumer_fails() -> None:
+    produced: list[int] = []
+
+    def produce() -> Iterator[int]:
+        for i in range(1000):
+            produced.append(i)
+            yield i
+
+    def consume(items: Iterator[int]) -> None:
+        for item in items:
+            if item == 3:
+                raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        write_behind(consume, produce(), depth=1)
+    assert len(produced) <= 3 + 1 + 2  # the failing item, the queue, the one being put
+    assert not any(t.name == "embed-write" and t.is_alive() for t in threading.enumerate())
+
+
+def test_a_failure_while_embedding_leaves_the_store_at_its_previous_version(
+    run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embed_into_store(run, run / "store", CFG)
+    before = by_url(EmbeddingStore.open(run / "store"))
+    real_embed, calls = PageEmbedder.embed, [0]
+
+    def failing_embed(self: PageEmbedder, pages: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
+        calls[0] += 1
+        if calls[0] == 3:  # two chunks are already with the store's writer
+            raise RuntimeError("device lost")
+        return real_embed(self, pages, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PageEmbedder, "embed", failing_embed)
+    with pytest.raises(RuntimeError, match="device lost"):
+        embed_into_store(run, run / "store", EmbedConfig(chunk_rows=64, batch_size=32, device="cpu", reembed_all=True))
+    store = EmbeddingStore.open(run / "store")
+    assert store.version == 2 and by_url(store) == before
+
+
+def test_memory_mapped_features_equal_copied_ones_and_share_the_mean_image(image_run: Path) -> None:
+    run = image_run
+    model = load_model(run / "train")
+    copied, mapped = model.features(run), model.features(run, copy=False)
+    assert copied.image_dim == 24 and copied.has_image.any() and not copied.has_image.all()
+    for name in ("text", "image", "image_mask", "nbr_image", "has_image", "degree_bucket", "neighbours", "log_visits"):
+        assert torch.equal(getattr(copied, name), getattr(mapped, name)), name
+    for feats in (copied, mapped, mapped.to("cpu")):
+        assert feats.image_is_nbr_image() and feats.image_mask_is_has_image()  # one table, not two copies
+    mapped.text[0] += 1  # copy-on-write: the file is untouched
+    assert torch.equal(model.features(run).text, copied.text)
+
+
+def test_page_keys_hash_a_shared_table_once_with_the_same_fingerprints(image_run: Path) -> None:
+    run = image_run
+    model = load_model(run / "train")
+    feats = model.features(run)
+    url, _ = read_pages(run)
+    keys = page_keys(url, feats)
+    content = np.stack(  # the reference: every table hashed on its own, from separate copies
+        [
+            hash_rows(np.array(feats.text.numpy())),
+            hash_rows(np.array(feats.image.numpy())),
+            hash_rows(np.array(feats.image_mask.numpy())),
+            hash_rows(np.array(feats.nbr_image.numpy())),
+            hash_rows(np.array(feats.has_image.numpy())),
+        ],
+        axis=1,
+    )
+    assert np.array_equal(keys.content_fp, hash_rows(content))
+    unshared = dataclasses.replace(feats, image=feats.image.clone(), image_mask=feats.image_mask.clone())
+    assert not unshared.image_is_nbr_image()
+    assert np.array_equal(page_keys(url, unshared).content_fp, keys.content_fp)
+
+
+def test_compiled_batches_are_padded_to_one_shape_and_give_the_eager_rows(
+    image_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = image_run
+    shapes: list[int] = []
+
+    def spy(encoder: LinkSageEncoder, inputs: PageInputs, dim: int, bf16: bool, device_type: str) -> torch.Tensor:
+        shapes.append(int(inputs.self_text.shape[0]))  # what torch.compile would see
+        return infer._encode(encoder, inputs, dim, bf16, device_type)
+
+    monkeypatch.setitem(infer._COMPILED, "default", spy)
+    model = load_model(run / "train")
+    feats = model.features(run)
+    pages = np.array([5, 3, 299, 0, 17, 42, 8])
+    compiled = PageEmbedder(model, feats, compile=True).embed(pages, batch_size=3)
+    assert shapes == [3, 3, 3]  # 7 pages: the last batch of one page is padded to 3
+    eager = PageEmbedder(model, feats).embed(pages, batch_size=3)
+    np.testing.assert_allclose(compiled, eager, atol=1e-6)
+    np.testing.assert_array_equal(PageEmbedder(model, feats).embed(pages[:0]), np.zeros((0, 32), np.float32))
+
+
+def test_pages_with_images_embed_like_direct_inference(image_run: Path, tmp_path: Path) -> None:
+    report = embed_into_store(image_run, tmp_path / "store", EmbedConfig(chunk_rows=50, batch_size=16, device="cpu"))
+    assert report.embedded == 300 and report.compile_mode == "off" and report.batch_size == 16
+    table = EmbeddingStore.open(tmp_path / "store").read(["url", "embedding"])
+    urls = pq.read_table(image_run / "ingest" / "pages.parquet")["url"].to_pylist()
+    row = {u: i for i, u in enumerate(urls)}
+    pages = np.array([row[u] for u in table["url"].to_pylist()])
+    direct = PageEmbedder.from_run(image_run / "train", image_run, "cpu").embed(pages, batch_size=16)
+    np.testing.assert_allclose(embedding_matrix(table["embedding"], 32), direct, atol=1e-6)  # other batches

@@ -44,19 +44,32 @@ class StoreConfig:
     index: IndexConfig = field(default_factory=IndexConfig)
 
 
+COMPILE_MODES = ("auto", "off", "default", "reduce-overhead", "max-autotune-no-cudagraphs", "max-autotune")
+
+
 @dataclass(frozen=True)
 class EmbedConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto = bf16 autocast on CUDA, fp32 on CPU
-    batch_size: int = 4096  # pages per forward pass
+    batch_size: int = 0  # pages per forward pass; 0 = 16384 on CUDA, 4096 on CPU
     chunk_rows: int = 131_072  # pages per chunk streamed to the store: host memory ~ chunk_rows * dim * 8 bytes
+    # torch.compile of the encoder: a torch.compile mode, "off", or "auto" = "default" on CUDA when at least
+    # compile_min_pages pages are to be embedded (compiling costs tens of seconds once per process), else off
+    compile: str = "auto"
+    compile_min_pages: int = 2_000_000
+    write_parallelism: int = 0  # parallel Lance file writers of a first fill; 0 = Lance's default
     day: str = ""  # ISO date recorded with the rows; "" = the date of the newest page's first_seen (else today)
     reembed_all: bool = False  # embed every page, even those whose model and inputs are unchanged
     threads: int = 0  # CPU threads for torch; 0 = leave torch's default
 
     def __post_init__(self) -> None:
-        if self.batch_size <= 0:
-            raise ConfigError(f"embed.batch_size: must be positive, got {self.batch_size}")
+        if self.batch_size < 0:
+            raise ConfigError(f"embed.batch_size: must be >= 0 (0 = by device), got {self.batch_size}")
+        if self.compile not in COMPILE_MODES:
+            raise ConfigError(f"embed.compile: expected one of {', '.join(COMPILE_MODES)}, got {self.compile!r}")
+        for key in ("compile_min_pages", "write_parallelism"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"embed.{key}: must be >= 0, got {getattr(self, key)}")
         if self.chunk_rows <= 0:
             raise ConfigError(f"embed.chunk_rows: must be positive, got {self.chunk_rows}")
         if self.threads < 0:

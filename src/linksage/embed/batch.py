@@ -16,10 +16,10 @@ import hashlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -36,6 +36,7 @@ from linksage.train.features import PageFeatures
 from linksage.train.infer import MODEL_FILE, PageEmbedder, load_model
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
@@ -57,6 +58,8 @@ class EmbedReport:
     model_version: str
     day: str
     timings: dict[str, float] = field(default_factory=dict)
+    compile_mode: str = "off"  # how the encoder ran (see EmbedConfig.compile)
+    batch_size: int = 0  # pages per forward pass
 
 
 def model_version(model_dir: Path) -> str:
@@ -108,15 +111,12 @@ def page_keys(url: pa.Array, features: PageFeatures, source: Path | None = None)
             row=int(rows[1]),
             value=url[int(rows[1])].as_py(),
         )
+    nbr_image, has_image = hash_rows(features.nbr_image.numpy()), hash_rows(features.has_image.numpy())
+    # a one-slot image table built from the mean image holds the same bytes per row: hashed once
+    image = nbr_image if features.image_is_nbr_image() else hash_rows(features.image.numpy())
+    image_mask = has_image if features.image_mask_is_has_image() else hash_rows(features.image_mask.numpy())
     content = np.stack(
-        [
-            hash_rows(features.text.numpy()),
-            hash_rows(features.image.numpy()),
-            hash_rows(features.image_mask.numpy()),
-            hash_rows(features.nbr_image.numpy()),
-            hash_rows(features.has_image.numpy()),
-        ],
-        axis=1,
+        [hash_rows(features.text.numpy()), image, image_mask, nbr_image, has_image], axis=1
     )  # (n, 5): hashed again as one row below
     content_fp = hash_rows(content)
     neighbour_fp = neighbour_fingerprints(
@@ -154,6 +154,17 @@ def default_day(first_seen: np.ndarray | None) -> str:
     return datetime.datetime.now(datetime.UTC).date().isoformat()
 
 
+def batch_size_for(cfg: EmbedConfig, device: torch.device) -> int:
+    return cfg.batch_size or (16_384 if device.type == "cuda" else 4096)
+
+
+def compile_mode_for(cfg: EmbedConfig, device: torch.device, pages: int) -> str:
+    """The torch.compile mode to embed ``pages`` pages with (see ``EmbedConfig.compile``)."""
+    if cfg.compile != "auto":
+        return cfg.compile
+    return "default" if device.type == "cuda" and pages >= cfg.compile_min_pages else "off"
+
+
 def embed_into_store(
     run_dir: Path,
     store_path: Path,
@@ -172,53 +183,59 @@ def embed_into_store(
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     model = load_model(model_dir, device)
     version = model_version(model_dir)
-    features = model.features(run_dir)  # CPU tables (memory-mapped sources)
+    features = model.features(run_dir, copy=False)  # memory-mapped: read once by the hashes and the upload
     url, first_seen = read_pages(run_dir)
     timings["load_s"] = time.perf_counter() - t0
 
+    # The tables go to the device in a background thread while this one fingerprints the pages (both read
+    # the same memory-mapped tables; the hash kernels and torch's copies release the GIL).
     t0 = time.perf_counter()
-    keys = page_keys(url, features, run_dir / "ingest" / "pages.parquet")
-    store = EmbeddingStore.open_or_create(store_path, model.output_dim)
-    todo = np.arange(len(keys.page_id)) if cfg.reembed_all else pages_to_embed(store, keys, version)
-    timings["fingerprint_s"] = time.perf_counter() - t0
+    upload: _Background[PageFeatures] = _Background(lambda: features.to(device), "embed-upload")
+    try:
+        keys = page_keys(url, features, run_dir / "ingest" / "pages.parquet")
+        store = EmbeddingStore.open_or_create(store_path, model.output_dim)
+        todo = np.arange(len(keys.page_id)) if cfg.reembed_all else pages_to_embed(store, keys, version)
+        timings["fingerprint_s"] = time.perf_counter() - t0
+    finally:
+        on_device = upload.result()
+    timings["upload_s"] = upload.seconds
     day = day or cfg.day or default_day(first_seen)
     log.event("[embed] pages to embed", pages=len(keys.page_id), selected=len(todo), store_version=store.version)
 
     t0 = time.perf_counter()
-    embedder = PageEmbedder(model, features, device, bf16)
-
+    batch_size = batch_size_for(cfg, device)
+    mode = compile_mode_for(cfg, device, len(todo))
+    embedder = PageEmbedder(model, on_device, device, bf16, compile=mode)
     infer_s = [0.0]
 
-    def chunk_batch(chunk: np.ndarray) -> pa.RecordBatch:
-        t = time.perf_counter()
-        emb = embedder.embed(chunk, batch_size=cfg.batch_size)  # (c, dim) float32 unit rows
-        infer_s[0] += time.perf_counter() - t
-        return make_batch(
-            keys.page_id[chunk],
-            keys.url.take(pa.array(chunk)),
-            emb,
-            version,
-            keys.content_fp[chunk],
-            keys.neighbour_fp[chunk],
-            day,
-        )
+    def chunk_batches() -> Iterator[pa.RecordBatch]:
+        for lo in range(0, len(todo), cfg.chunk_rows):
+            chunk = todo[lo : lo + cfg.chunk_rows]
+            t = time.perf_counter()
+            emb = embedder.embed(chunk, batch_size=batch_size)  # (c, dim) float32 unit rows
+            infer_s[0] += time.perf_counter() - t
+            yield make_batch(
+                keys.page_id[chunk],
+                keys.url.take(pa.array(chunk)),
+                emb,
+                version,
+                keys.content_fp[chunk],
+                keys.neighbour_fp[chunk],
+                day,
+            )
+            bar.update(len(chunk))
 
-    chunks = [todo[lo : lo + cfg.chunk_rows] for lo in range(0, len(todo), cfg.chunk_rows)]
     bar = log.progress(total=len(todo), desc="embed", unit="page")
-
-    def produced() -> Iterator[pa.RecordBatch]:
-        for batch in prefetch(chunk_batch, chunks):
-            bar.update(batch.num_rows)
-            yield batch
-
     try:
-        result = store.upsert(produced(), day)
+        # the model runs in this thread; Lance writes chunk i in the background while chunk i+1 is embedded
+        result, wait = write_behind(lambda batches: store.upsert(batches, day, cfg.write_parallelism), chunk_batches())
     finally:
         bar.close()
     if not result.committed:
         store.tag_day(day)  # nothing changed: this day's state is the newest version
     timings["embed_write_s"] = time.perf_counter() - t0  # inference and store writes, overlapped
-    timings["infer_s"] = infer_s[0]  # of which the model (in the background thread)
+    timings["infer_s"] = infer_s[0]  # of which the model
+    timings["write_wait_s"] = wait  # of which waiting for the store: the writes not hidden behind inference
     return EmbedReport(
         pages=len(keys.page_id),
         embedded=len(todo),
@@ -227,42 +244,107 @@ def embed_into_store(
         model_version=version,
         day=day,
         timings=timings,
+        compile_mode=mode,
+        batch_size=batch_size,
     )
 
 
-def prefetch(fn: Callable[[np.ndarray], T], items: list[np.ndarray], depth: int = 2) -> Iterator[T]:
-    """``fn(item)`` for each item, computed by one background thread up to ``depth`` items ahead."""
-    results: queue.Queue[tuple[bool, object]] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
+class _Background(Generic[T]):
+    """``fn()`` in a thread; ``result()`` joins it and returns its value or raises its error."""
 
-    def put(entry: tuple[bool, object]) -> bool:
-        while not stop.is_set():  # the consumer may have stopped: never block forever
-            try:
-                results.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+    def __init__(self, fn: Callable[[], T], name: str) -> None:
+        self._fn = fn
+        self._value: list[T] = []
+        self._error: list[BaseException] = []
+        self.seconds = 0.0
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._value.append(self._fn())
+        except BaseException as exc:  # handed to result()
+            self._error.append(exc)
+        self.seconds = time.perf_counter() - t0
+
+    def result(self) -> T:
+        self._thread.join()
+        if self._error:
+            raise self._error[0]
+        return self._value[0]
+
+
+class _Abort:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+_END = object()
+
+
+def write_behind(consume: Callable[[Iterator[T]], R], items: Iterable[T], depth: int = 2) -> tuple[R, float]:
+    """``consume(iterator over items)`` in a background thread while this thread produces ``items``.
+
+    At most ``depth`` items wait between the two. An error while producing is raised inside ``consume``'s
+    iterator (so a store write aborts before its commit) and then here; an error in ``consume`` stops the
+    producer and is raised here. Returns ``consume``'s result and the seconds this thread spent waiting
+    for it (blocked on a full queue, then for its end): the consumer time not hidden behind producing.
+    """
+    pending: queue.Queue[object] = queue.Queue(maxsize=depth)
+    outcome: list[R] = []
+    failure: list[BaseException] = []
+    finished = threading.Event()
+
+    def stream() -> Iterator[T]:
+        while True:
+            item = pending.get()
+            if item is _END:
+                return
+            if isinstance(item, _Abort):
+                raise item.error
+            yield item  # type: ignore[misc]
 
     def work() -> None:
         try:
-            for item in items:
-                if not put((True, fn(item))):
-                    return
-            put((False, None))
-        except BaseException as exc:  # handed to the consumer, re-raised there
-            put((False, exc))
+            outcome.append(consume(stream()))
+        except BaseException as exc:  # handed to the producer's thread
+            failure.append(exc)
+        finally:
+            finished.set()
 
-    thread = threading.Thread(target=work, name="embed-prefetch", daemon=True)
+    waited = [0.0]
+
+    def put(item: object) -> bool:
+        t = time.perf_counter()
+        try:
+            while not finished.is_set():  # the consumer may have stopped: never block forever
+                try:
+                    pending.put(item, timeout=0.05)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+        finally:
+            waited[0] += time.perf_counter() - t
+
+    thread = threading.Thread(target=work, name="embed-write", daemon=True)
     thread.start()
     try:
-        while True:
-            ok, value = results.get()
-            if not ok:
-                if value is not None:
-                    raise value  # type: ignore[misc]
-                return
-            yield value  # type: ignore[misc]
-    finally:
-        stop.set()
-        thread.join(timeout=5)
+        for item in items:
+            if not put(item):
+                break  # the consumer failed or returned early
+        else:
+            put(_END)
+    except BaseException as exc:
+        put(_Abort(exc))
+        thread.join()
+        raise
+    t = time.perf_counter()
+    thread.join()
+    waited[0] += time.perf_counter() - t
+    if failure:
+        raise failure[0]
+    if not outcome:
+        raise RuntimeError("write_behind: the consumer ended without a result")
+    return outcome[0], waited[0]

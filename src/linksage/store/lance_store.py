@@ -35,6 +35,7 @@ from linksage.errors import LinksageError
 TABLE = "pages"
 DAY_TAG = "day-"
 COLUMNS = ("page_id", "url", "embedding", "model_version", "content_fingerprint", "neighbour_fingerprint", "day")
+_EPOCH = datetime.date(1970, 1, 1)
 KEY_COLUMNS = ("page_id", "model_version", "content_fingerprint", "neighbour_fingerprint")
 
 
@@ -79,10 +80,10 @@ def make_batch(
             pa.array(np.asarray(page_id, dtype=np.int64)),
             pa.array(url, type=pa.string()) if isinstance(url, list) else url.cast(pa.string()),
             pa.FixedSizeListArray.from_arrays(values, dim),
-            pa.array(np.full(n, model_version, dtype=object), type=pa.string()),
+            pa.repeat(pa.scalar(model_version, pa.string()), n),  # constant columns without Python objects
             pa.array(np.asarray(content_fingerprint, dtype=np.uint64)),
             pa.array(np.asarray(neighbour_fingerprint, dtype=np.uint64)),
-            pa.array(np.full(n, parse_day(day)), type=pa.date32()),
+            pa.array(np.full(n, (parse_day(day) - _EPOCH).days, dtype=np.int32)).view(pa.date32()),
         ],
         schema=page_schema(dim),
     )
@@ -227,12 +228,16 @@ class EmbeddingStore:
 
     # -- writing -----------------------------------------------------------------------------------
 
-    def upsert(self, data: pa.Table | Iterable[pa.RecordBatch], day: str | datetime.date) -> UpsertResult:
+    def upsert(
+        self, data: pa.Table | Iterable[pa.RecordBatch], day: str | datetime.date, write_parallelism: int = 0
+    ) -> UpsertResult:
         """Insert or replace rows by ``page_id`` as one new version; rows not in ``data`` are untouched.
 
         ``data`` may be a generator of record batches (streamed into Lance; a merge into a non-empty store
         holds about the upserted rows while it joins). Page ids must be unique within ``data``; an error
         raised while streaming aborts the write before its commit. ``day`` names the tag set afterwards.
+        ``write_parallelism`` > 0 sets the parallel file writers of an append into an empty store (0: Lance's
+        default); it does not change what is written, nor the one commit.
         """
         tag_day = parse_day(day)  # checked before anything is written
         latest = self.at(None)
@@ -247,7 +252,7 @@ class EmbeddingStore:
         reader = pa.RecordBatchReader.from_batches(schema, itertools.chain([first], stream))
         try:
             if len(existing) == 0:
-                latest._table.add(reader)  # first fill: a plain append, no join needed
+                latest._table.add(reader, write_parallelism=write_parallelism or None)  # first fill: no join
             else:
                 merge = latest._table.merge_insert("page_id").when_matched_update_all().when_not_matched_insert_all()
                 merge.execute(reader)
@@ -337,10 +342,10 @@ class _StreamStats:
             self.rows += len(ids)
             yield batch
             _pause_point("mid_stream")
-        ids = np.concatenate(self.seen) if self.seen else np.zeros(0, np.int64)
-        uniq, counts = np.unique(ids, return_counts=True)
-        if len(uniq) != len(ids):
-            raise LinksageError(f"upsert: page_id {int(uniq[counts > 1][0])} appears more than once in one upsert")
+        ids = np.sort(np.concatenate(self.seen)) if self.seen else np.zeros(0, np.int64)
+        dup = np.flatnonzero(ids[1:] == ids[:-1])
+        if len(dup):
+            raise LinksageError(f"upsert: page_id {int(ids[dup[0]])} appears more than once in one upsert")
         _pause_point("stream_end")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -112,9 +112,62 @@ class PageFeatures:
         )
 
     def to(self, device: torch.device | str) -> PageFeatures:
-        moved: dict[str, Any] = {name: getattr(self, name) for name in self.__dataclass_fields__}
-        out: dict[str, Any] = {name: t.to(device) if isinstance(t, Tensor) else t for name, t in moved.items()}
+        """The tables on ``device``; a table that is a view of another (the mean-image slot) stays a view."""
+        device = torch.device(device)
+        fields: dict[str, Any] = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        if self.image_is_nbr_image():
+            del fields["image"]
+        if self.image_mask_is_has_image():
+            del fields["image_mask"]
+        out: dict[str, Any] = {name: upload(t, device) if isinstance(t, Tensor) else t for name, t in fields.items()}
+        out.setdefault("image", out["nbr_image"].unsqueeze(1))
+        out.setdefault("image_mask", out["has_image"].unsqueeze(1))
         return PageFeatures(**out)
+
+    def image_is_nbr_image(self) -> bool:
+        """True when the one image slot is the mean-image table itself (same memory), as built from the mean."""
+        return _is_column_view(self.image, self.nbr_image)
+
+    def image_mask_is_has_image(self) -> bool:
+        return _is_column_view(self.image_mask, self.has_image)
+
+
+def _is_column_view(slots: Tensor, table: Tensor) -> bool:
+    """``slots`` (N, 1, ...) is ``table`` (N, ...) with a unit axis added: the same bytes, row for row."""
+    return (
+        slots.dim() == table.dim() + 1
+        and slots.shape[1] == 1
+        and slots.shape[0] == table.shape[0]
+        and slots.shape[2:] == table.shape[1:]
+        and slots.dtype == table.dtype
+        and slots.device == table.device
+        and table.is_contiguous()
+        and slots.data_ptr() == table.data_ptr()
+        and slots.stride()[0] == table.stride()[0]
+    )
+
+
+def upload(table: Tensor, device: torch.device, block_bytes: int = 1 << 26) -> Tensor:
+    """``table`` on ``device``. CPU to CUDA goes through two pinned buffers in blocks: the host copy into one
+    (torch's multi-threaded copy, which also faults memory-mapped pages in) overlaps the DMA of the other."""
+    if device.type != "cuda" or table.device.type != "cpu" or table.numel() == 0:
+        return table.to(device)
+    src = table.contiguous()
+    dst = torch.empty(src.shape, dtype=src.dtype, device=device)
+    flat_src, flat_dst = src.view(-1), dst.view(-1)
+    step = max(1, block_bytes // src.element_size())
+    buffers = [torch.empty(min(step, flat_src.numel()), dtype=src.dtype, pin_memory=True) for _ in range(2)]
+    done = [torch.cuda.Event(), torch.cuda.Event()]
+    stream = torch.cuda.current_stream(device)
+    for i, lo in enumerate(range(0, flat_src.numel(), step)):
+        buf, event = buffers[i % 2], done[i % 2]
+        event.synchronize()  # the DMA that last read this buffer has finished (no-op before its first use)
+        m = min(step, flat_src.numel() - lo)
+        buf[:m].copy_(flat_src[lo : lo + m])
+        flat_dst[lo : lo + m].copy_(buf[:m], non_blocking=True)
+        event.record(stream)
+    stream.synchronize()
+    return dst
 
 
 def page_boards(
@@ -171,12 +224,14 @@ def page_features_from_arrays(
     k: int | None = None,
     degree_bucket_count: int = 24,
     names: dict[str, str] | None = None,
+    copy: bool = True,
 ) -> PageFeatures:
     """Build CPU tables from numpy arrays (memory-mapped or not), checking shapes and neighbour ids.
 
     ``image_tokens`` (N, M, Di) with ``image_token_mask`` give one token per image; otherwise the mean
-    ``image`` (N, Di) is the page's single image slot. ``k`` keeps the first k neighbour columns.
-    ``names`` maps argument names to the files they came from, for error messages.
+    ``image`` (N, Di) is the page's single image slot (a view of the ``nbr_image`` table). ``k`` keeps the
+    first k neighbour columns. ``names`` maps argument names to the files they came from, for error
+    messages. ``copy=False`` wraps writable, C-contiguous arrays of the right dtype as they are (no copy).
     """
     names = names or {}
     n = len(text)
@@ -216,24 +271,29 @@ def page_features_from_arrays(
         rows("has_image", has)
     else:
         mean_img, has = np.zeros((n, 0), np.float16), np.zeros(n, bool)
+
+    def t(arr: np.ndarray) -> Tensor:
+        if not copy and arr.flags.writeable and arr.flags.c_contiguous:
+            return torch.from_numpy(arr)  # e.g. a copy-on-write memory map: no copy, pages read on use
+        return torch.from_numpy(np.array(arr, copy=True))  # a writable copy, also of read-only memory maps
+
+    nbr_image, has_t = t(mean_img), t(has)
     if dim_img and image_tokens is not None and image_token_mask is not None and image_tokens.shape[1] > 0:
         rows("image_tokens", image_tokens)
         rows("image_token_mask", image_token_mask)
         if image_tokens.shape[2] != dim_img:
             raise InputError(f"image dim {image_tokens.shape[2]} differs from {dim_img}", file=where("image_tokens"))
-        slots, slot_mask = np.asarray(image_tokens, dtype=np.float16), np.asarray(image_token_mask, dtype=bool)
-    else:
-        slots, slot_mask = mean_img[:, None, :], has[:, None]
-
-    def t(arr: np.ndarray) -> Tensor:
-        return torch.from_numpy(np.array(arr, copy=True))  # a writable copy, also of memory-mapped files
+        slots = t(np.asarray(image_tokens, dtype=np.float16))
+        slot_mask = t(np.asarray(image_token_mask, dtype=bool))
+    else:  # the page's one image slot is its mean image: a view of that table, not a second copy
+        slots, slot_mask = nbr_image.unsqueeze(1), has_t.unsqueeze(1)
 
     return PageFeatures(
         text=t(np.asarray(text, dtype=np.float16)),
-        image=t(slots),
-        image_mask=t(slot_mask),
-        nbr_image=t(mean_img),
-        has_image=t(has),
+        image=slots,
+        image_mask=slot_mask,
+        nbr_image=nbr_image,
+        has_image=has_t,
         degree_bucket=t(degree_buckets(degree, degree_bucket_count)),
         neighbours=t(nbr),
         log_visits=t(vis),
@@ -248,8 +308,12 @@ def load_page_features(
     degree_bucket_count: int = 24,
     board_slots: int = 0,
     domains: bool = False,
+    copy: bool = True,
 ) -> PageFeatures:
     """Page tables of a run directory's content, graph and walk stages (CPU tensors).
+
+    ``copy=False`` leaves the large tables memory-mapped (copy-on-write: pages are read when first used,
+    nothing is written back), which is what a pass that uploads them to a GPU or reads each row once wants.
 
     Reads content/page_text.npy, page_image.npy, page_has_image.npy (and page_image_tokens.npy with
     page_image_mask.npy when ``image_mode`` is "each" and they exist), graph/page__pin.indptr.npy (the
@@ -259,13 +323,15 @@ def load_page_features(
     """
     content, graph, walk = run_dir / "content", run_dir / "graph", run_dir / "walk"
 
+    mode: Literal["r", "c"] = "r" if copy else "c"
+
     def load(path: Path) -> np.ndarray:
         if not path.exists():
             raise FileNotFoundError(f"{path} is missing; has its stage completed in {run_dir}?")
-        return np.load(path, mmap_mode="r")
+        return np.load(path, mmap_mode=mode)
 
     def optional(path: Path) -> np.ndarray | None:
-        return np.load(path, mmap_mode="r") if path.exists() else None
+        return np.load(path, mmap_mode=mode) if path.exists() else None
 
     text = load(content / "page_text.npy")
     indptr = load(graph / "page__pin.indptr.npy")
@@ -314,6 +380,7 @@ def load_page_features(
             "image_tokens": str(content / "page_image_tokens.npy"),
             "image_token_mask": str(content / "page_image_mask.npy"),
         },
+        copy=copy,
     )
     if boards is not None and board_text is not None and len(board_text):
         feats = dataclasses.replace(feats, boards=boards, board_text=board_text)

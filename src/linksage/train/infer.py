@@ -10,6 +10,7 @@ A d-dim embedding is the first d columns, re-normalised (``dim=d`` does that).
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +18,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
+from linksage.config.store import COMPILE_MODES as EMBED_COMPILE_MODES
 from linksage.errors import LinksageError
-from linksage.model import EncoderConfig, LinkSageEncoder
+from linksage.model import EncoderConfig, LinkSageEncoder, PageInputs
 from linksage.rundir import atomic_path
 from linksage.train.features import PageFeatures, load_page_features
 from linksage.train.target_space import to_target_space
@@ -58,8 +61,11 @@ class LinkSageModel:
         """Pins' target vectors (n, D_target) in the trained space at ``dim``: (n, dim) float32, unit rows."""
         return to_target_space(targets, self.rotation, self.check_dim(dim))
 
-    def features(self, run_dir: Path | str) -> PageFeatures:
-        """The page tables of a run directory, checked against what the encoder was trained on."""
+    def features(self, run_dir: Path | str, copy: bool = True) -> PageFeatures:
+        """The page tables of a run directory, checked against what the encoder was trained on.
+
+        ``copy=False`` leaves the large tables memory-mapped (see ``load_page_features``).
+        """
         cfg = self.encoder.cfg
         feats = load_page_features(
             Path(run_dir),
@@ -68,6 +74,7 @@ class LinkSageModel:
             degree_bucket_count=self.degree_buckets,
             board_slots=cfg.board_slots,
             domains=cfg.n_domains > 0,
+            copy=copy,
         )
         if feats.board_slots != cfg.board_slots:
             raise LinksageError(
@@ -120,17 +127,54 @@ def load_model(model_dir: Path | str, device: torch.device | str = "cpu") -> Lin
     )
 
 
+COMPILE_MODES = tuple(m for m in EMBED_COMPILE_MODES if m != "auto")  # "off" and torch.compile's modes
+
+
+def _encode(encoder: LinkSageEncoder, inputs: PageInputs, dim: int, bf16: bool, device_type: str) -> Tensor:
+    """(B, dim) float32 unit rows: the encoder's output prefix, re-normalised."""
+    with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
+        emb = encoder(inputs)  # (B, output_dim)
+    return F.normalize(emb.float()[:, :dim], dim=1)
+
+
+_COMPILED: dict[str, Callable[..., Tensor]] = {}
+
+
+def compiled_encode(mode: str) -> Callable[..., Tensor]:
+    """``_encode`` under ``torch.compile`` (one per mode and process). The encoder is an argument, so a
+    newly loaded model of the same shape reuses the compiled graph (its weights are inputs, not constants)."""
+    if mode not in COMPILE_MODES or mode == "off":
+        raise LinksageError(f"compile mode must be one of {list(COMPILE_MODES[1:])}, got {mode!r}")
+    if mode not in _COMPILED:
+        _COMPILED[mode] = torch.compile(_encode, dynamic=False, mode=None if mode == "default" else mode)
+    return _COMPILED[mode]
+
+
 class PageEmbedder:
-    """A model and a run directory's page tables on one device; embeds any pages, in batches."""
+    """A model and a run directory's page tables on one device; embeds any pages, in batches.
+
+    ``compile`` (a mode of ``COMPILE_MODES``, or True for "default") runs the encoder under
+    ``torch.compile``; every batch is then padded to ``batch_size`` pages, so one graph serves all of them.
+    On CUDA a call's output stays on the device until one copy into pinned host memory at its end: no
+    host synchronisation per batch.
+    """
 
     def __init__(
-        self, model: LinkSageModel, features: PageFeatures, device: torch.device | str = "cpu", bf16: bool = False
+        self,
+        model: LinkSageModel,
+        features: PageFeatures,
+        device: torch.device | str = "cpu",
+        bf16: bool = False,
+        compile: bool | str = False,
     ) -> None:
         self.device = torch.device(device)
         self.model = model
         self.model.encoder.eval().to(self.device)
         self.features = features.to(self.device)
         self.bf16 = bf16
+        mode = ("default" if compile else "off") if isinstance(compile, bool) else compile
+        self.compile_mode = mode
+        self._encode = _encode if mode == "off" else compiled_encode(mode)
 
     @classmethod
     def from_run(
@@ -148,15 +192,26 @@ class PageEmbedder:
         if idx.size and (idx.min() < 0 or idx.max() >= self.features.n_pages):
             bad = idx[(idx < 0) | (idx >= self.features.n_pages)][0]
             raise LinksageError(f"page_idx {bad} is outside 0..{self.features.n_pages - 1}")
-        out = np.empty((len(idx), d), dtype=np.float32)
+        n = len(idx)
+        out = torch.empty((n, d), dtype=torch.float32, device=self.device)  # (n, d)
+        if n == 0:
+            return out.cpu().numpy()
         dtype = torch.bfloat16 if self.bf16 else torch.float32
-        for lo in range(0, len(idx), batch_size):
-            pages = torch.from_numpy(idx[lo : lo + batch_size]).to(self.device)
-            inputs = self.features.gather(pages, dtype)
-            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                emb = self.model.encoder(inputs)
-            out[lo : lo + len(pages)] = F.normalize(emb.float()[:, :d], dim=1).cpu().numpy()
-        return out
+        pad = self.compile_mode != "off"
+        all_pages = torch.from_numpy(idx).to(self.device)  # (n,): one copy per call
+        for lo in range(0, n, batch_size):
+            pages = all_pages[lo : lo + batch_size]
+            m = len(pages)
+            if pad and m < batch_size:  # the last batch: repeat its first page (outputs dropped)
+                pages = torch.cat([pages, pages[:1].expand(batch_size - m)])
+            emb = self._encode(self.model.encoder, self.features.gather(pages, dtype), d, self.bf16, self.device.type)
+            out[lo : lo + m] = emb[:m]
+        if self.device.type != "cuda":
+            return out.numpy()
+        host = torch.empty((n, d), dtype=torch.float32, pin_memory=True)
+        host.copy_(out, non_blocking=True)
+        torch.cuda.current_stream(self.device).synchronize()
+        return host.numpy()  # keeps ``host`` alive; its pinned block returns to torch's cache when freed
 
 
 def embed_pages(
