@@ -83,10 +83,13 @@ def update_content(
     arrays = {p.name: grow_array(p, out / p.name, n_new[kind_of(p.name)], n_old[kind_of(p.name)]) for p in _arrays(old)}
     timings["copy_s"] = time.perf_counter() - t0
 
+    t0 = time.perf_counter()
     device = resolve_device(cfg.device)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root(run_root)
     encoder = create_text_encoder(cfg, device)
+    # opening the cache merges its shards once there are many (a full run leaves one per chunk): O(cache)
     text = CachedTextEncoder(encoder, VectorCache.open(cache_root, f"text:{encoder.name}") if cfg.cache else None)
+    timings["cache_open_s"] = time.perf_counter() - t0
     if text.dim != arrays["page_text.npy"].shape[1]:
         raise InputError(
             f"holds {arrays['page_text.npy'].shape[1]}-dim text vectors, the configured text encoder gives {text.dim}",

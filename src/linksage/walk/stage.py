@@ -85,7 +85,8 @@ def write_neighbours_parquet(path: Path, neighbours: np.ndarray, visits: np.ndar
         }
     )
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+        # no dictionary encoding: neighbour ids are nearly all distinct, and trying costs 3x the write
+        pq.write_table(table, tmp, use_dictionary=False)
 
 
 def _resumable_blocks(work: Path, key: dict[str, str]) -> Path:
