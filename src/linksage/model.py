@@ -9,10 +9,10 @@ visit count. Missing neighbours and images are *masked out of attention* (key pa
 zero vectors. The global token's output is projected to the largest Matryoshka dim.
 
 Board tokens (the collections the page's pins sit in, most pins first) carry the board's text vector
-and, when ``n_boards`` > 0, a learned embedding per board; a domain token (``n_domains`` > 0) is a learned
-embedding of the page's domain. Both tables start at zero, so a board or domain that no training page
-reaches stays neutral, and an index at or past the table (one first seen after training) reads the
-shared "unknown" row.
+and, when ``n_boards`` > 0, a learned embedding per board; a domain token (``n_domains`` > 0, opt-in) is a
+learned embedding of the page's domain, starting at zero so that a domain no training page reaches stays
+neutral. An index at or past either table (a board or domain first seen after training) reads the shared
+"unknown" row.
 """
 
 from __future__ import annotations
@@ -127,9 +127,10 @@ class LinkSageEncoder(nn.Module):
         self.board_emb = nn.Embedding(cfg.n_boards + 1, d) if cfg.board_slots and cfg.n_boards else None
         self.domain_type = nn.Parameter(torch.randn(d) * 0.02) if cfg.n_domains else None
         self.domain_emb = nn.Embedding(cfg.n_domains + 1, d) if cfg.n_domains else None
-        for table in (self.board_emb, self.domain_emb):
-            if table is not None:
-                nn.init.zeros_(table.weight)  # unreached rows stay neutral
+        if self.board_emb is not None:
+            nn.init.normal_(self.board_emb.weight, std=0.02)
+        if self.domain_emb is not None:
+            nn.init.zeros_(self.domain_emb.weight)  # a domain no training page reaches stays neutral
         self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.layers))
         self.ln_out = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.output_dim)

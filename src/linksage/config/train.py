@@ -25,7 +25,7 @@ class TrainConfig:
     degree_buckets: int = 24  # self degree embedded by log2 bucket
     board_tokens: int = 4  # S: the page's boards (most of its pins first) as tokens; 0 = none
     board_ids: bool = True  # board tokens add a learned embedding per board to the board's text vector
-    domain_token: bool = True  # a token with a learned embedding of the page's domain
+    domain_token: bool = False  # a token with a learned embedding of the page's domain (opt-in: not yet measured)
 
     # The loss.
     batch_size: int = 1024
