@@ -5,9 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def cap_degree(
-    nodes: np.ndarray, cap: int, rng: np.random.Generator, keys: np.ndarray | None = None
-) -> np.ndarray:
+def cap_degree(nodes: np.ndarray, cap: int, rng: np.random.Generator, keys: np.ndarray | None = None) -> np.ndarray:
     """Keep mask over edges: each node of ``nodes`` keeps a uniform sample of at most ``cap`` of its edges.
 
     Every edge gets a random key (from ``rng``, or the given per-edge ``keys``); a node keeps its ``cap``
