@@ -306,7 +306,7 @@ class SentenceTransformerEncoder:
             with torch.inference_mode():
                 for rows, feats in self._batches(texts):
                     emb = self._model(feats)["sentence_embedding"].float()
-                    out[rows] = torch.nn.functional.normalize(emb, dim=-1).numpy()
+                    out[rows] = torch.nn.functional.normalize(emb, dim=-1).cpu().numpy()
         empty = np.fromiter((not t or t.isspace() for t in texts), dtype=bool, count=len(texts))
         out[empty] = 0.0  # "" means absent, not the vector of [CLS][SEP]
         return out
@@ -387,7 +387,7 @@ class SentenceTransformerEncoder:
 
 
 def _embedding_dim(model: Any) -> int | None:
-    """The model's output width; sentence-transformers renamed the method in version 5."""
+    """The model's output width, by the method name of newer or of older sentence-transformers."""
     for method in ("get_embedding_dimension", "get_sentence_embedding_dimension"):
         if hasattr(model, method):
             dim = getattr(model, method)()
