@@ -128,3 +128,24 @@ def sets() -> list[str]:
     from update_world import OVERRIDES
 
     return [arg for item in OVERRIDES for arg in ("--set", item)]
+
+
+def test_pages_whose_board_tokens_changed_are_embedded_again(run: Path, day: Path) -> None:
+    from linksage.train.infer import load_model
+
+    model = load_model(run / "train")
+    before = model.features(run)
+    assert before.boards is not None, "the template model takes board tokens (train.board_tokens > 0)"
+    old_boards = before.boards.numpy().copy()
+    rows = store_rows(run)
+    update(config(), run, day, DAY)
+    after = model.features(run)
+    assert after.boards is not None
+    moved = np.flatnonzero((after.boards.numpy()[: len(old_boards)] != old_boards).any(axis=1))
+    assert len(moved) > 0, "the day should give some old page a new board"
+    urls = pq.read_table(run / "ingest" / "pages.parquet", columns=["url"])["url"].combine_chunks()
+    from linksage.store.fingerprint import page_ids
+
+    ids = page_ids(urls.take(moved))
+    now = store_rows(run)
+    assert all(now[int(i)] != rows[int(i)] for i in ids)  # re-embedded: a new row (day and bytes)

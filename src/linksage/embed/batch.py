@@ -30,7 +30,7 @@ from linksage import log
 from linksage.config import ConfigError
 from linksage.config.store import EmbedConfig
 from linksage.errors import InputError
-from linksage.store.fingerprint import hash_rows, neighbour_fingerprints, page_ids
+from linksage.store.fingerprint import ABSENT, hash_rows, neighbour_fingerprints, page_ids
 from linksage.store.lance_store import EmbeddingStore, UpsertResult, make_batch
 from linksage.train.features import PageFeatures
 from linksage.train.infer import MODEL_FILE, PageEmbedder, load_model
@@ -122,6 +122,13 @@ def page_keys(url: pa.Array, features: PageFeatures, source: Path | None = None)
     neighbour_fp = neighbour_fingerprints(
         content_fp, features.neighbours.numpy(), features.log_visits.numpy(), features.degree_bucket.numpy()
     )
+    if features.boards is not None and features.board_text is not None:
+        # board tokens are graph-side inputs too: a page whose boards, or their text, changed (an
+        # incremental day) is embedded again; runs without board tokens keep their fingerprints
+        board_fp = np.append(hash_rows(features.board_text.numpy()), np.uint64(ABSENT))
+        boards = features.boards.numpy().astype(np.int64)
+        slots = board_fp[np.where(boards >= 0, boards, len(board_fp) - 1)]  # (n, S) uint64
+        neighbour_fp = hash_rows(np.concatenate([neighbour_fp[:, None], slots], axis=1))
     return PageKeys(url=url, page_id=ids, content_fp=content_fp, neighbour_fp=neighbour_fp)
 
 
