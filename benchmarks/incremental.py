@@ -137,8 +137,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             "machine": machine(args.device),
         }
     finally:
-        if args.run_dir is None:
-            shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)  # the day's input and the cache (a kept --run-dir needs neither)
     print(json.dumps(result))
     return result
 
