@@ -39,6 +39,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from torch._dynamo.utils import counters
 
 from _machine import machine
 from linksage.config.store import EmbedConfig
@@ -161,19 +162,17 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     print(f"setup: {pages:,} pages written in {time.perf_counter() - t0:.1f}s", flush=True)
 
     model = load_model(run / "train", device)
-    embedder = PageEmbedder(model, model.features(run, copy=False), device, bf16=cuda, compile=compile_mode)
+    eager = PageEmbedder(model, model.features(run, copy=False), device, bf16=cuda)
     default_batch = batch_size_for(EmbedConfig(batch_size=args.batch), device)
     sweep: list[dict[str, object]] = []
     if args.sweep:
         sizes = [int(b) for b in args.sweep_batches.split(",")]
-        eager = PageEmbedder(model, embedder.features, device, bf16=cuda)  # the same tables, not compiled
-        runs = [("off", sizes[0], eager)] + (
-            [(compile_mode, b, embedder) for b in sizes] if compile_mode != "off" else []
-        )
-        if compile_mode == "off":
-            runs += [("off", b, eager) for b in sizes[1:]]
-        for mode, b, emb in runs:
+        # eager first: torch.compile starts worker processes that would slow a baseline measured after it
+        runs = [("off", b) for b in (sizes if compile_mode == "off" else sizes[:1])]
+        runs += [(compile_mode, b) for b in sizes] if compile_mode != "off" else []
+        for mode, b in runs:
             t0 = time.perf_counter()
+            emb = eager if mode == "off" else PageEmbedder(model, eager.features, device, bf16=cuda, compile=mode)
             pps = model_only(emb, pages, b, repeats)
             sweep.append(
                 {"compile": mode, "batch": b, "model_pages_per_s": round(pps), "s": round(time.perf_counter() - t0, 1)}
@@ -181,11 +180,13 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             print(f"  model only, compile={mode}, batch {b:,}: {pps:,.0f} pages/s", flush=True)
         best = max((r for r in sweep if r["compile"] == compile_mode), key=lambda r: r["model_pages_per_s"])  # type: ignore[arg-type,return-value]
         batch, model_pps = int(best["batch"]), float(best["model_pages_per_s"])  # type: ignore[arg-type]
-        del eager
+        del emb
     else:
         batch = default_batch
+        embedder = eager if compile_mode == "off" else PageEmbedder(model, eager.features, device, cuda, compile_mode)
         model_pps = model_only(embedder, pages, batch, repeats)
-    del embedder, model
+        del embedder
+    del eager, model
     if cuda:
         torch.cuda.empty_cache()
     print(f"model only: {model_pps:,.0f} pages/s (compile={compile_mode}, batch {batch:,})", flush=True)
@@ -248,6 +249,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "chunk": args.chunk,
         "write_parallelism": best_w,
         "sweep": sweep,
+        "compiled_graphs": int(counters["stats"]["unique_graphs"]),  # one per batch size: more = recompiles
         "precision": "bf16" if cuda else "fp32",
         "d_model": args.d_model,
         "layers": args.layers,
