@@ -39,6 +39,7 @@ import os
 import statistics
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -201,7 +202,16 @@ def main(argv: list[str] | None = None) -> int:
     ours.overlap = ours.overlap or args.overlap
     blocks = np.array_split(np.arange(len(titles)), args.blocks)
     warm = [titles[i] for i in blocks[0]] if device == "cuda" else titles[:512]
-    ours.encode(warm)  # load, calibrate (int8), warm up (on CUDA a whole block: the allocator sees its shapes)
+    errors: dict[str, str] = {}
+    try:
+        ours.encode(warm)  # load, calibrate (int8), warm up (on CUDA a whole block: the allocator sees its shapes)
+    except Exception as exc:  # a GPU run is one call: still measure, without the overlap, and say why
+        if not ours.overlap:
+            raise
+        traceback.print_exc()
+        errors["overlap"] = repr(exc)
+        ours.overlap = False
+        ours.encode(warm)
     load_s = time.perf_counter() - t0
     baseline = SentenceTransformer(str(model_path), device=device, local_files_only=True)
     baseline.float()
@@ -214,7 +224,13 @@ def main(argv: list[str] | None = None) -> int:
         best = max(swept, key=lambda r: r["titles_per_s"])
         ours.batch_size, ours.tokenizer_threads = int(best["batch_size"]), int(best["tokenizer_threads"])
         ours.encode(warm)
-    parts = phases(ours, titles, device, args.repeats) if args.phases or device == "cuda" else {}
+    parts: dict[str, float] = {}
+    if args.phases or device == "cuda":
+        try:
+            parts = phases(ours, titles, device, args.repeats)
+        except Exception as exc:  # diagnostics only: the measurement below does not depend on them
+            traceback.print_exc()
+            errors["phases"] = repr(exc)
     if parts:
         print("phases: " + ", ".join(f"{k} {v:,}" for k, v in parts.items()), flush=True)
 
@@ -262,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         "tokenizer_threads": ours.tokenizer_threads if ours.overlap else 0,
         "tokenizer_backend": ours.tokenizer_backend,
         "phases": parts,
+        "errors": errors,
         "sweep": swept,
         "load_and_warmup_s": round(load_s, 2),
         "device": device,

@@ -48,6 +48,6 @@ def test_text_encode_benchmark_runs_from_an_fp16_folder_and_ends_with_its_json(
     best = max(result["sweep"], key=lambda r: r["titles_per_s"])
     assert (result["batch_size"], result["tokenizer_threads"]) == (best["batch_size"], best["tokenizer_threads"])
     assert result["phases"]["tokens_per_title"] > 2 and result["phases"]["model_only_titles_per_s"] > 0
-    assert result["tokenizer_backend"] == "tokenizers"
+    assert result["tokenizer_backend"] == "tokenizers" and result["errors"] == {}
     for key in ("titles_per_s", "baseline_titles_per_s", "ratio", "machine"):
         assert result[key]
