@@ -154,3 +154,19 @@ def test_non_finite_embedding_is_refused(store: EmbeddingStore) -> None:
 def test_opening_an_unknown_version_is_refused(store: EmbeddingStore) -> None:
     with pytest.raises(LinksageError, match="cannot open version 99"):
         store.at(99)
+
+
+def test_parallel_writers_still_make_one_version_with_every_row(store: EmbeddingStore) -> None:
+    result = store.upsert(batches(OLD, seed=1, size=10), "2013-04-01", write_parallelism=3)
+    assert (result.version, result.inserted) == (2, len(OLD))
+    assert [v.version for v in store.history()] == [1, 2]
+    assert state(store.read()) == expected([(OLD, 1)])
+
+
+def test_make_batch_constant_columns(store: EmbeddingStore) -> None:
+    batch = make_batch(
+        np.array([1, 2]), ["a", "b"], np.eye(2, DIM, dtype=np.float32), "v1", np.zeros(2), np.ones(2), "2013-04-02"
+    )
+    assert batch.column("model_version").to_pylist() == ["v1", "v1"]
+    assert batch.column("day").to_pylist() == [datetime.date(2013, 4, 2)] * 2
+    assert batch.schema == store.read().schema
