@@ -22,12 +22,12 @@ OLD, NEW = (np.arange(0, 100), 1), (np.arange(50, 180), 2)
 OLD_STATE, NEW_STATE = expected([OLD]), expected([OLD, NEW])
 
 
-def spawn(path: Path, delay: float = 0.0, pause: str | None = None) -> subprocess.Popen[str]:
+def spawn(path: Path, delay: float = 0.0, pause: str | None = None, writers: int = 0) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     env.pop("LINKSAGE_STORE_PAUSE", None)
     if pause:
         env["LINKSAGE_STORE_PAUSE"] = pause
-    args = [str(path), "50", "180", "2", "2013-04-02", str(delay)]
+    args = [str(path), "50", "180", "2", "2013-04-02", str(delay), str(writers)]
     return subprocess.Popen(
         [sys.executable, str(HERE / "store_writer.py"), *args], stdout=subprocess.PIPE, text=True, env=env
     )
@@ -98,6 +98,22 @@ def test_kill_at_labelled_points(template: Path, point: str, outcome: str) -> No
     store = EmbeddingStore.open(path)
     assert state(store.read()) == NEW_STATE and store.count() == len(NEW_STATE)
     assert store.history()[-1].days == ("2013-04-02",)
+
+
+@pytest.mark.parametrize("point", ["mid_stream", "stream_end"])
+def test_kill_during_a_first_fill_by_parallel_writers_leaves_the_empty_store(tmp_path: Path, point: str) -> None:
+    path = tmp_path / "empty"
+    EmbeddingStore.open_or_create(path, DIM)
+    proc = spawn(path, pause=point, writers=3)
+    wait_for(proc, f"paused at {point}")
+    kill(proc)
+    store = EmbeddingStore.open(path)
+    assert (store.version, store.count()) == (1, 0)
+    proc = spawn(path, writers=3)  # the rerun fills it in one version
+    wait_for(proc, "done")
+    proc.wait(timeout=30)
+    store = EmbeddingStore.open(path)
+    assert store.version == 2 and state(store.read()) == expected([NEW])
 
 
 def _random_kills(template: Path, n: int, seed: int) -> set[str]:
