@@ -155,7 +155,8 @@ def stage_key(stage: Stage, cfg: Config, run_dir: RunDir) -> tuple[str, dict[str
 
 
 @contextmanager
-def _locked(run_dir: RunDir) -> Iterator[None]:
+def lock_run_dir(run_dir: RunDir) -> Iterator[None]:
+    """Hold the run directory's lock (one linksage process at a time); fails at once when it is taken."""
     run_dir.root.mkdir(parents=True, exist_ok=True)
     with open(run_dir.root / ".lock", "w") as fh:
         try:
@@ -179,7 +180,7 @@ def run_stages(
     requested = list(names) or stage_names()
     plan = _with_upstream(requested)
     manifests: dict[str, dict[str, Any]] = {}
-    with _locked(rd):
+    with lock_run_dir(rd):
         rd.clean_staging()
         for stage in plan:
             key, parts = stage_key(stage, cfg, rd)
@@ -189,12 +190,23 @@ def run_stages(
                 log.event(f"[{stage.name}] up to date, skipped", stage=stage.name, status="skipped")
                 manifests[stage.name] = existing
                 continue
-            manifests[stage.name] = _run_one(stage, cfg, rd, key, parts)
+            manifests[stage.name] = run_stage(stage, cfg, rd, key, parts)
     return manifests
 
 
-def _run_one(stage: Stage, cfg: Config, rd: RunDir, key: str, parts: dict[str, Any]) -> dict[str, Any]:
-    fn = stage.load()
+def run_stage(
+    stage: Stage,
+    cfg: Config,
+    rd: RunDir,
+    key: str,
+    parts: dict[str, Any],
+    run: Callable[[StageContext], StageResult] | None = None,
+) -> dict[str, Any]:
+    """Run one stage into a staging folder and seal it with its manifest (returned); the caller holds the lock.
+
+    ``run`` replaces the stage's entry point (``linksage update`` calls the embed stage with the day's pages).
+    """
+    fn = run or stage.load()
     staging = rd.new_staging(stage.name)
     ctx = StageContext(config=cfg, run_dir=rd, stage=stage.name, out=staging)
     log.event(f"[{stage.name}] running", stage=stage.name, status="running")

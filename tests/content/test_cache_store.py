@@ -121,3 +121,41 @@ def test_batched_lookups_at_scale(tmp_path: Path) -> None:
 
 def test_default_root_is_beside_the_run_dir(tmp_path: Path) -> None:
     assert default_cache_root(tmp_path / "runs" / "demo") == (tmp_path / "runs" / ".cache" / "linksage").resolve()
+
+
+def test_a_merged_shard_keeps_its_sort_order_and_a_bad_order_file_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_mod, "MERGE_AT", 2)
+    cache = VectorCache.open(tmp_path, "ns")
+    keys = text_keys([f"k{i}" for i in range(300)])
+    vecs = np.stack([np.arange(300) / 300, np.ones(300)], axis=1).astype(np.float32)  # row number in column 0
+    for lo in range(0, 300, 100):
+        cache.put(keys[lo : lo + 100], vecs[lo : lo + 100])
+    VectorCache.open(tmp_path, "ns")  # merges the three shards into one, with its order file
+    (order_path,) = cache.folder.glob("*.order.npy")
+    (keys_path,) = cache.folder.glob("*.keys.npy")
+    stored = np.load(keys_path)[np.load(order_path)]
+    assert np.all(
+        (stored[1:, 0] > stored[:-1, 0]) | ((stored[1:, 0] == stored[:-1, 0]) & (stored[1:, 1] > stored[:-1, 1]))
+    )
+
+    sorts: list[int] = []
+    real_sort = cache_mod._sorted_segment
+
+    def counting_sort(*args: object) -> object:
+        sorts.append(1)
+        return real_sort(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cache_mod, "_sorted_segment", counting_sort)
+    query = keys[np.random.default_rng(0).permutation(300)]
+    found, got = VectorCache.open(tmp_path, "ns").get(query)
+    assert found.all() and not sorts  # read in the stored order, not sorted again
+    np.testing.assert_allclose(got, VectorCache.open(tmp_path, "ns").get(query)[1])
+    want = vecs[[int(np.flatnonzero((keys == q).all(axis=1))[0]) for q in query]]
+    np.testing.assert_allclose(got, want, atol=1e-3)
+
+    np.save(order_path, np.zeros(300, np.int64))  # damaged: not a sorting permutation
+    found, got = VectorCache.open(tmp_path, "ns").get(query)
+    assert found.all() and sorts  # sorted again instead
+    np.testing.assert_allclose(got, want, atol=1e-3)

@@ -13,6 +13,7 @@ from linksage import pipeline
 from linksage.config import Config
 from linksage.config._load import build
 from linksage.config.store import EmbedConfig, StoreConfig
+from linksage.embed.stage import run_state
 from linksage.store.lance_store import EmbeddingStore
 
 
@@ -35,8 +36,10 @@ def test_stage_writes_the_store_indices_and_manifest(tmp_path: Path, monkeypatch
     monkeypatch.setattr(pipeline, "STAGES", (EMBED,))
     run = write_run(tmp_path / "run")
     manifest = pipeline.run_stages(config(), run, ["embed"])["embed"]
-    assert manifest["counts"] == {"pages": 300, "embedded": 300, "unchanged": 0, "inserted": 300, "updated": 0}
+    counts = {"pages": 300, "embedded": 300, "unchanged": 0, "inserted": 300, "updated": 0, "checked": 300}
+    assert manifest["counts"] == counts  # a full run compares every page with the store
     assert manifest["metrics"]["store_version"] == 2 and manifest["metrics"]["day"] == "2013-04-30"
+    assert manifest["metrics"]["run_state"] == run_state(run)  # the run's state the store now holds
     assert manifest["metrics"]["pages_per_s"] > 0
     assert {"load_s", "fingerprint_s", "embed_write_s", "index_s"} <= set(manifest["timings"])
     summary = json.loads((run / "embed" / "embed.json").read_text())

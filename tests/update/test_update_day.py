@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from update_world import DAY, NEXT_DAY, config, day_input
+from update_world import DAY, NEXT_DAY, config, copy_run, day_input
 
 from linksage.cli import main
 from linksage.content.text import HashingTextEncoder
 from linksage.store.lance_store import EmbeddingStore
 from linksage.train.infer import PageEmbedder
+from linksage.update import run as update_run
 from linksage.update.run import update
 
 
@@ -149,3 +152,49 @@ def test_pages_whose_board_tokens_changed_are_embedded_again(run: Path, day: Pat
     ids = page_ids(urls.take(moved))
     now = store_rows(run)
     assert all(now[int(i)] != rows[int(i)] for i in ids)  # re-embedded: a new row (day and bytes)
+
+
+def test_comparing_only_the_days_pages_selects_what_comparing_every_page_does(
+    run: Path, day: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the day also re-crawls two old pages and re-texts an old board: their readers must be found too
+    edited = tmp_path / "day"
+    shutil.copytree(day, edited)
+    old_pages = pq.read_table(run / "ingest" / "pages.parquet", columns=["url"])["url"].to_pylist()
+    pages = pq.read_table(edited / "pages" / "part-00000.parquet")
+    recrawl = pa.table(
+        {
+            "url": [old_pages[3], old_pages[40]],
+            "title": ["a new title", "another new title"],
+            "description": [None] * 2,
+            "body": [None] * 2,
+            "fetched_at": [pages["fetched_at"][0].as_py()] * 2,
+        },
+        schema=pages.schema,
+    )
+    pq.write_table(pa.concat_tables([pages, recrawl]), edited / "pages" / "part-00000.parquet")
+    board = pq.read_table(run / "ingest" / "boards.parquet", columns=["board_id"])["board_id"][2].as_py()
+    (edited / "board_meta").mkdir()
+    pq.write_table(
+        pa.table({"board_id": [board], "text": ["a board about something else"]}),
+        edited / "board_meta" / "part-00000.parquet",
+    )
+
+    other = copy_run(run, run.parent / f"full-{tmp_path.name}")
+    limited = update(config(), run, edited, DAY)
+    c = limited["counts"]
+    assert c["ingest_pages_recrawled"] == 2 and c["ingest_boards_retexted"] == 1
+    assert c["embed_checked"] == c["walk_touched"] < c["embed_pages"] // 2  # only the day's pages were compared
+
+    monkeypatch.setattr(update_run, "_store_follows_run", lambda cfg, rd: False)
+    full = update(config(), other, edited, DAY)
+    assert full["counts"]["embed_checked"] == full["counts"]["embed_pages"]  # every page compared
+    assert c["embed_embedded"] == full["counts"]["embed_embedded"] > c["ingest_new_pages"]
+    assert store_rows(run) == store_rows(other)
+
+
+def test_every_page_is_compared_when_the_store_moved_since_the_last_embed(run: Path, day: Path) -> None:
+    store = EmbeddingStore.open(run / "store")
+    store.restore(store.version)  # the same rows as a new version: not the one the last embed made
+    summary = update(config(), run, day, DAY)
+    assert summary["counts"]["embed_checked"] == summary["counts"]["embed_pages"]

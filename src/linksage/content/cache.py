@@ -5,7 +5,9 @@ it. Appends are shards: ``<id>.vecs.npy`` (n, D) float16, then ``<id>.keys.npy``
 file is written under a temporary name and renamed, keys last, so a shard without its keys file is
 invisible and a run killed at any moment leaves the cache valid. Readers index every complete shard on
 open (keys sorted in memory, 16 bytes per key; vectors memory-mapped), so lookups are batched
-``searchsorted`` calls, not per-key Python work. Many shards are merged into one on open.
+``searchsorted`` calls, not per-key Python work. Many shards are merged into one on open; a merged shard
+keeps its sort order beside it (``<id>.order.npy``, checked when read), so opening a large cache reads it
+instead of sorting millions of keys again.
 
     cache = VectorCache.open(root, encoder.name)
     keys = text_keys(texts)                      # (n, 2) uint64: blake2b-128 of each text
@@ -33,7 +35,7 @@ from linksage.errors import LinksageError
 from linksage.rundir import atomic_write_json
 
 MERGE_AT = 32  # shards; more are merged into one when the cache is opened
-_KEYS, _VECS = ".keys.npy", ".vecs.npy"
+_KEYS, _VECS, _ORDER = ".keys.npy", ".vecs.npy", ".order.npy"
 
 
 def text_keys(texts: Iterable[str]) -> np.ndarray:
@@ -156,8 +158,8 @@ class VectorCache:
         """Complete shards (a keys file present), oldest first."""
         return sorted(p for p in self.folder.glob(f"*{_KEYS}") if not p.name.startswith("."))
 
-    def _load_shards(self, shards: Sequence[Path]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(keys, memory-mapped vectors) of each readable, consistent shard."""
+    def _load_shards(self, shards: Sequence[Path]) -> list[tuple[Path, np.ndarray, np.ndarray]]:
+        """(keys path, keys, memory-mapped vectors) of each readable, consistent shard."""
         out = []
         for keys_path in shards:
             try:
@@ -170,7 +172,7 @@ class VectorCache:
             if self.dim is None:
                 self.dim = int(vecs.shape[1])
             if vecs.shape[1] == self.dim:
-                out.append((keys.astype(np.uint64, copy=False), vecs))
+                out.append((keys_path, keys.astype(np.uint64, copy=False), vecs))
         return out
 
     def _index(self, shards: Sequence[Path]) -> None:
@@ -178,37 +180,57 @@ class VectorCache:
         if not loaded:
             return
         first = len(self._vecs)
-        self._vecs.extend(vecs for _, vecs in loaded)
-        keys = np.concatenate([k for k, _ in loaded])
-        shard = np.concatenate([np.full(len(k), first + i, np.int32) for i, (k, _) in enumerate(loaded)])
-        row = np.concatenate([np.arange(len(k), dtype=np.int64) for k, _ in loaded])
+        self._vecs.extend(vecs for _, _, vecs in loaded)
+        rest = []
+        for i, (path, keys, _) in enumerate(loaded):
+            order = _stored_order(path, keys)
+            if order is None:
+                rest.append(i)
+                continue
+            # a merged shard: its own segment, in the order stored beside it (no sort of its keys)
+            shard = np.full(len(keys), first + i, np.int32)
+            self._segments.append(_Segment(keys[order, 0], keys[order, 1], shard, order))
+        if not rest:
+            return
+        keys = np.concatenate([loaded[i][1] for i in rest])
+        shard = np.concatenate([np.full(len(loaded[i][1]), first + i, np.int32) for i in rest])
+        row = np.concatenate([np.arange(len(loaded[i][1]), dtype=np.int64) for i in rest])
         self._segments.append(_sorted_segment(keys, shard, row))
 
     def _merge(self, shards: list[Path]) -> Path:
         """Rewrite ``shards`` as one (first copy of each key kept), streaming; removes them. Under the lock."""
         loaded = self._load_shards(shards)
-        keys = np.concatenate([k for k, _ in loaded]) if loaded else np.zeros((0, 2), np.uint64)
+        keys = np.concatenate([k for _, k, _ in loaded]) if loaded else np.zeros((0, 2), np.uint64)
+        order = np.lexsort((keys[:, 1], keys[:, 0]))  # stable: the first copy of a key leads its run
+        ranked = keys[order]
+        first = np.concatenate([[True], (ranked[1:] != ranked[:-1]).any(axis=1)]) if len(keys) else np.zeros(0, bool)
         keep = np.zeros(len(keys), dtype=bool)
-        keep[np.unique(keys, axis=0, return_index=True)[1]] = True
+        keep[order[first]] = True
+        # the kept keys' sort order, in the merged shard's row numbers (rows keep their relative order)
+        merged_row = np.cumsum(keep) - 1
+        merged_order = merged_row[order[first]]
         stem = self.folder / f"{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
         vec_path = Path(f"{stem}{_VECS}")
         tmp = vec_path.with_name(f".{vec_path.name}.tmp")
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(int(keep.sum()), self.dim or 0))
         start = end = 0
-        for k, vecs in loaded:
+        for _, k, vecs in loaded:
             mask = keep[start : start + len(k)]
             out[end : end + int(mask.sum())] = vecs[mask]
             start, end = start + len(k), end + int(mask.sum())
         out.flush()
         del out
         os.replace(tmp, vec_path)
+        _write_npy(Path(f"{stem}{_ORDER}"), merged_order)  # before the keys: a shard is never seen without it
         _write_npy(Path(f"{stem}{_KEYS}"), keys[keep])
         for keys_path in shards:
             keys_path.unlink(missing_ok=True)  # keys first: the shard disappears before its vectors do
             _vec_path(keys_path).unlink(missing_ok=True)
-        for orphan in self.folder.glob(f"*{_VECS}"):  # vectors of a put that died before its keys
-            if not Path(str(orphan)[: -len(_VECS)] + _KEYS).exists() and _older_than(orphan, 3600):
-                orphan.unlink(missing_ok=True)
+            _order_path(keys_path).unlink(missing_ok=True)
+        for suffix in (_VECS, _ORDER):  # vectors (or a merge's order) of a write that died before its keys
+            for orphan in self.folder.glob(f"*{suffix}"):
+                if not Path(str(orphan)[: -len(suffix)] + _KEYS).exists() and _older_than(orphan, 3600):
+                    orphan.unlink(missing_ok=True)
         return Path(f"{stem}{_KEYS}")
 
 
@@ -231,6 +253,31 @@ def _sorted_segment(keys: np.ndarray, shard: int | np.ndarray, row: np.ndarray |
 
 def _vec_path(keys_path: Path) -> Path:
     return Path(str(keys_path)[: -len(_KEYS)] + _VECS)
+
+
+def _order_path(keys_path: Path) -> Path:
+    return Path(str(keys_path)[: -len(_KEYS)] + _ORDER)
+
+
+def _stored_order(keys_path: Path, keys: np.ndarray) -> np.ndarray | None:
+    """The permutation that sorts ``keys`` (by hi, then lo), read from beside the shard; None if absent or wrong.
+
+    Checked, not trusted: a permutation that does not sort the keys (a damaged or foreign file) is ignored
+    and the keys are sorted again, so a bad file costs time, never a wrong lookup.
+    """
+    try:
+        order = np.load(_order_path(keys_path))
+    except (FileNotFoundError, ValueError, OSError):
+        return None
+    if order.shape != (len(keys),) or order.dtype != np.int64:
+        return None
+    if len(order) and (order.min() < 0 or order.max() >= len(keys)):
+        return None
+    hi, lo = keys[order, 0], keys[order, 1]
+    ties = hi[1:] == hi[:-1]
+    if (hi[1:] < hi[:-1]).any() or (ties & (lo[1:] < lo[:-1])).any() or (ties & (lo[1:] == lo[:-1])).any():
+        return None  # not sorted, or not a permutation of distinct keys (a merged shard holds each key once)
+    return order
 
 
 def _folder_name(namespace: str) -> str:

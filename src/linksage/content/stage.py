@@ -100,7 +100,7 @@ def run(ctx: StageContext) -> StageResult:
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    counts.update(_write_page_text(pages, n_pages, text, cfg.chunk_rows, ctx.out))
+    counts.update(write_page_text(pages, n_pages, text, cfg.chunk_rows, ctx.out))
     timings["page_text_s"] = round(time.perf_counter() - t0, 3)
 
     t0 = time.perf_counter()
@@ -108,17 +108,17 @@ def run(ctx: StageContext) -> StageResult:
     pin_images = (
         cfg.image_encoder != "none" and cfg.pin_target_image and given is None and bool(_present(pins, ["image_url"]))
     )
-    images = _image_vectorizer(cfg, device, cache_root) if page_images or pin_images else None
+    images = image_vectorizer(cfg, device, cache_root) if page_images or pin_images else None
     if images is not None and page_images:
-        counts.update(_write_page_images(pages, n_pages, images, cfg, ctx.out))
+        counts.update(write_page_images(pages, n_pages, images, cfg, ctx.out))
     else:  # D_img = 0: nothing to decode, encode or store
-        _open(ctx.out / "page_image.npy", (n_pages, 0)).flush()
-        _open(ctx.out / "page_has_image.npy", (n_pages,), np.bool_).flush()
+        open_array(ctx.out / "page_image.npy", (n_pages, 0)).flush()
+        open_array(ctx.out / "page_has_image.npy", (n_pages,), np.bool_).flush()
     timings["page_images_s"] = round(time.perf_counter() - t0, 3)
 
     t0 = time.perf_counter()
-    pin_image = _open(ctx.work / "pin_image.npy", (n_pins, images.dim)) if images and pin_images else None
-    counts.update(_write_pins(pins, n_pins, text, images if pin_images else None, pin_image, cfg.chunk_rows, ctx.out))
+    pin_image = open_array(ctx.work / "pin_image.npy", (n_pins, images.dim)) if images and pin_images else None
+    counts.update(write_pins(pins, n_pins, text, images if pin_images else None, pin_image, cfg.chunk_rows, ctx.out))
     timings["pins_s"] = round(time.perf_counter() - t0, 3)
 
     t0 = time.perf_counter()
@@ -128,12 +128,12 @@ def run(ctx: StageContext) -> StageResult:
     t0 = time.perf_counter()
     pin_text = np.load(ctx.out / "pin_text.npy", mmap_mode="r")
     if given is not None:
-        target = _open(ctx.out / "pin_target.npy", (n_pins, given))
+        target = open_array(ctx.out / "pin_target.npy", (n_pins, given))
         counts.update(write_given_targets(pins, target, cfg.chunk_rows))
     else:
         with_image = pin_image if counts["pins_with_image"] > 0 else None
         dim = text.dim + (with_image.shape[1] if with_image is not None else 0)
-        target = _open(ctx.out / "pin_target.npy", (n_pins, dim))
+        target = open_array(ctx.out / "pin_target.npy", (n_pins, dim))
         counts.update(write_computed_targets(pin_text, with_image, target, cfg.chunk_rows))
     target.flush()
     timings["targets_s"] = round(time.perf_counter() - t0, 3)
@@ -164,9 +164,10 @@ def run(ctx: StageContext) -> StageResult:
     return StageResult(counts={k: int(v) for k, v in counts.items()}, metrics=metrics, timings=timings)
 
 
-def _write_page_text(pages: Path, n_pages: int, text: CachedTextEncoder, chunk_rows: int, out: Path) -> Counter[str]:
+def write_page_text(pages: Path, n_pages: int, text: CachedTextEncoder, chunk_rows: int, out: Path) -> Counter[str]:
+    """page_text.npy (n_pages rows) for the pages of the Parquet file ``pages``; returns counts."""
     counts: Counter[str] = Counter()
-    page_text_out = _open(out / "page_text.npy", (n_pages, text.dim))
+    page_text_out = open_array(out / "page_text.npy", (n_pages, text.dim))
     columns = _present(pages, ["page_idx", "url", "title", "description", "body"])
     bar = log.progress(total=n_pages, desc="content: page text", unit="page")
     for batch in _batches(pages, columns, chunk_rows):
@@ -187,11 +188,11 @@ def _write_board_text(boards: Path, text: CachedTextEncoder, chunk_rows: int, ou
     """board_text.npy: one row per board_idx (zeros for a board without text; (0, D) without boards)."""
     counts: Counter[str] = Counter()
     n_boards = ds.dataset(boards, format="parquet").count_rows() if boards.exists() else 0
-    board_out = _open(out / "board_text.npy", (n_boards, text.dim))
+    board_out = open_array(out / "board_text.npy", (n_boards, text.dim))
     if n_boards:
         for batch in _batches(boards, ["board_idx", "text"], chunk_rows):
             idx = _indices(batch, "board_idx", n_boards, boards)
-            vecs = text.encode(_strings(batch.column("text")))
+            vecs = text.encode(column_strings(batch.column("text")))
             counts["boards_without_text"] += int((~vecs.any(axis=1)).sum())
             board_out[idx] = vecs.astype(np.float16)
     counts["boards"] = n_boards
@@ -199,7 +200,7 @@ def _write_board_text(boards: Path, text: CachedTextEncoder, chunk_rows: int, ou
     return counts
 
 
-def _write_pins(
+def write_pins(
     pins: Path,
     n_pins: int,
     text: CachedTextEncoder,
@@ -210,13 +211,13 @@ def _write_pins(
 ) -> Counter[str]:
     """pin_text.npy, and the pins' image vectors into ``pin_image`` when given."""
     counts: Counter[str] = Counter()
-    pin_text_out = _open(out / "pin_text.npy", (n_pins, text.dim))
+    pin_text_out = open_array(out / "pin_text.npy", (n_pins, text.dim))
     bar = log.progress(total=n_pins, desc="content: pins", unit="pin")
     for batch in _batches(pins, _present(pins, ["pin_idx", "text", "image_url"]), chunk_rows):
         idx = _indices(batch, "pin_idx", n_pins, pins)
-        pin_text_out[idx] = text.encode(_strings(batch.column("text"))).astype(np.float16)
+        pin_text_out[idx] = text.encode(column_strings(batch.column("text"))).astype(np.float16)
         if images is not None and pin_image is not None:
-            urls = _strings(batch.column("image_url"))
+            urls = column_strings(batch.column("image_url"))
             listed = np.array([bool(u) for u in urls], bool)
             ok, vecs, _area, got = images.vectors([u for u in urls if u])
             counts.update({f"pin_{k}": v for k, v in got.items()})
@@ -235,8 +236,8 @@ def _page_texts(batch: pa.RecordBatch) -> tuple[list[str], np.ndarray]:
     """Each page's text (crawled content, else its URL's words) and whether it had crawled content."""
     from linksage.content.urltext import text_from_url  # part 1 of issue 4; imported when first needed
 
-    urls = _strings(batch.column("url"))
-    parts = [_strings(batch.column(c)) if c in batch.schema.names else [""] * len(urls) for c in _CONTENT]
+    urls = column_strings(batch.column("url"))
+    parts = [column_strings(batch.column(c)) if c in batch.schema.names else [""] * len(urls) for c in _CONTENT]
     texts: list[str] = []
     crawled = np.zeros(len(urls), bool)
     for i, url in enumerate(urls):
@@ -253,7 +254,8 @@ def _page_texts(batch: pa.RecordBatch) -> tuple[list[str], np.ndarray]:
 _CONTENT = ("title", "description", "body")
 
 
-def _image_vectorizer(cfg: ContentConfig, device: str, cache_root: Path) -> ImageVectorizer:
+def image_vectorizer(cfg: ContentConfig, device: str, cache_root: Path) -> ImageVectorizer:
+    """The configured image encoder behind the image cache (under ``cache_root``)."""
     precomputed = PrecomputedImageVectors(cfg.image_vectors) if cfg.image_encoder == "precomputed" else None
     source = ImageSource(cfg.image_table, cfg.image_dir, cfg.max_image_bytes)
     vectorizer = ImageVectorizer(
@@ -280,16 +282,16 @@ def _any_listed_image(pages: Path, chunk_rows: int) -> bool:
     return False
 
 
-def _write_page_images(
+def write_page_images(
     pages: Path, n_pages: int, images: ImageVectorizer, cfg: ContentConfig, out: Path
 ) -> Counter[str]:
     """Write page_image, page_has_image and (M > 0) the per-image tokens and mask; returns counts."""
     m = cfg.max_images_per_page
     dim = images.dim
-    mean_out = _open(out / "page_image.npy", (n_pages, dim))
-    has_out = _open(out / "page_has_image.npy", (n_pages,), np.bool_)
-    tokens_out = _open(out / "page_image_tokens.npy", (n_pages, m, dim)) if m else None
-    mask_out = _open(out / "page_image_mask.npy", (n_pages, m), np.bool_) if m else None
+    mean_out = open_array(out / "page_image.npy", (n_pages, dim))
+    has_out = open_array(out / "page_has_image.npy", (n_pages,), np.bool_)
+    tokens_out = open_array(out / "page_image_tokens.npy", (n_pages, m, dim)) if m else None
+    mask_out = open_array(out / "page_image_mask.npy", (n_pages, m), np.bool_) if m else None
     counts: Counter[str] = Counter()
     limit = max(1, CANDIDATES_PER_TOKEN * m)
     bar = log.progress(total=n_pages, desc="content: page images", unit="page")
@@ -300,7 +302,7 @@ def _write_page_images(
         flat = pc.list_flatten(col)
         parent = np.asarray(pc.list_parent_indices(col).to_numpy(zero_copy_only=False), np.int64)
         position = _position_in_list(parent)
-        urls = _strings(flat.field("url")) if len(flat) else []
+        urls = column_strings(flat.field("url")) if len(flat) else []
         keep = np.array([bool(u) for u in urls], bool) & (position < limit)
         counts["images_listed"] += len(urls)
         counts["images_beyond_limit"] += int((position >= limit).sum())
@@ -337,7 +339,7 @@ def _position_in_list(parent: np.ndarray) -> np.ndarray:
     return np.arange(len(parent)) - np.repeat(starts, np.diff(np.r_[starts, len(parent)]))
 
 
-def _open(path: Path, shape: tuple[int, ...], dtype: Any = np.float16) -> np.memmap[Any, np.dtype[Any]]:
+def open_array(path: Path, shape: tuple[int, ...], dtype: Any = np.float16) -> np.memmap[Any, np.dtype[Any]]:
     """A zero-filled .npy memory map (sparse on disk until written)."""
     arr: np.memmap[Any, np.dtype[Any]] = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape)
     return arr
@@ -363,7 +365,8 @@ def _indices(batch: pa.RecordBatch, column: str, n: int, path: Path) -> np.ndarr
     return idx
 
 
-def _strings(col: Any) -> list[str]:
+def column_strings(col: Any) -> list[str]:
+    """A string column as Python strings, nulls as ``""``."""
     return [s if isinstance(s, str) else "" for s in col.to_pylist()]
 
 

@@ -23,6 +23,7 @@ from typing import Generic, TypeVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -41,12 +42,17 @@ R = TypeVar("R")
 
 @dataclass
 class PageKeys:
-    """Identity and fingerprints of every page of a run directory, row i = page_idx i."""
+    """Identity and fingerprints of a run directory's pages: every page (row i = page_idx i) or ``rows``."""
 
     url: pa.Array  # (n,) canonical URLs
     page_id: np.ndarray  # (n,) int64
     content_fp: np.ndarray  # (n,) uint64
     neighbour_fp: np.ndarray  # (n,) uint64
+    rows: np.ndarray | None = None  # (n,) int64 page_idx of each row when only some pages were keyed
+
+    def page_idx(self, positions: np.ndarray) -> np.ndarray:
+        """page_idx of rows ``positions`` of these keys."""
+        return positions if self.rows is None else self.rows[positions]
 
 
 @dataclass
@@ -60,6 +66,7 @@ class EmbedReport:
     timings: dict[str, float] = field(default_factory=dict)
     compile_mode: str = "off"  # how the encoder ran (see EmbedConfig.compile)
     batch_size: int = 0  # pages per forward pass
+    checked: int | None = None  # pages fingerprinted and compared with the store (None: all)
 
 
 def model_version(model_dir: Path) -> str:
@@ -96,44 +103,81 @@ def read_pages(run_dir: Path) -> tuple[pa.Array, np.ndarray | None]:
     return url, first_seen
 
 
-def page_keys(url: pa.Array, features: PageFeatures, source: Path | None = None) -> PageKeys:
-    """Page ids and both fingerprints of every page (see the module docstring)."""
+def page_keys(
+    url: pa.Array, features: PageFeatures, source: Path | None = None, rows: np.ndarray | None = None
+) -> PageKeys:
+    """Page ids and both fingerprints of every page (see the module docstring), or of the pages ``rows``.
+
+    Every hash is of one page's own rows (and its neighbours' content), so the keys of ``rows`` equal those
+    rows of the keys of every page; page ids are still checked unique over all pages.
+    """
     if len(url) != features.n_pages:
         raise InputError(f"has {len(url)} pages, the page feature tables have {features.n_pages}", file=source)
     ids = page_ids(url)
     uniq, counts = np.unique(ids, return_counts=True)
     if len(uniq) != len(ids):
         dup = int(uniq[counts > 1][0])
-        rows = np.flatnonzero(ids == dup)
+        same = np.flatnonzero(ids == dup)
         raise InputError(
-            f"pages {rows.tolist()} have the same page id {dup} (the same URL, or a 64-bit hash collision)",
+            f"pages {same.tolist()} have the same page id {dup} (the same URL, or a 64-bit hash collision)",
             file=source,
-            row=int(rows[1]),
-            value=url[int(rows[1])].as_py(),
+            row=int(same[1]),
+            value=url[int(same[1])].as_py(),
         )
-    nbr_image, has_image = hash_rows(features.nbr_image.numpy()), hash_rows(features.has_image.numpy())
-    # a one-slot image table built from the mean image holds the same bytes per row: hashed once
-    image = nbr_image if features.image_is_nbr_image() else hash_rows(features.image.numpy())
-    image_mask = has_image if features.image_mask_is_has_image() else hash_rows(features.image_mask.numpy())
-    content = np.stack(
-        [hash_rows(features.text.numpy()), image, image_mask, nbr_image, has_image], axis=1
-    )  # (n, 5): hashed again as one row below
-    content_fp = hash_rows(content)
-    neighbour_fp = neighbour_fingerprints(
-        content_fp, features.neighbours.numpy(), features.log_visits.numpy(), features.degree_bucket.numpy()
+    neighbours, log_visits, degree = (
+        features.neighbours.numpy(),
+        features.log_visits.numpy(),
+        features.degree_bucket.numpy(),
     )
-    if features.boards is not None and features.board_text is not None:
+    boards = features.boards.numpy() if features.boards is not None else None
+    if rows is None:
+        content_fp = content_fingerprints(features)
+    else:
+        rows = np.asarray(rows, dtype=np.int64)
+        neighbours, log_visits, degree = neighbours[rows], log_visits[rows], degree[rows]
+        boards = boards[rows] if boards is not None else None
+        # the content fingerprints that the rows' keys read: their own and their neighbours'
+        need = np.union1d(rows, neighbours[neighbours >= 0])
+        content_fp = np.zeros(features.n_pages, np.uint64)
+        content_fp[need] = content_fingerprints(features, need)
+    neighbour_fp = neighbour_fingerprints(content_fp, neighbours, log_visits, degree)
+    if boards is not None and features.board_text is not None:
         # board tokens are graph-side inputs too: a page whose boards, or their text, changed (an
         # incremental day) is embedded again; runs without board tokens keep their fingerprints
         board_fp = np.append(hash_rows(features.board_text.numpy()), np.uint64(ABSENT))
-        boards = features.boards.numpy().astype(np.int64)
+        boards = boards.astype(np.int64)
         slots = board_fp[np.where(boards >= 0, boards, len(board_fp) - 1)]  # (n, S) uint64
         neighbour_fp = hash_rows(np.concatenate([neighbour_fp[:, None], slots], axis=1))
-    return PageKeys(url=url, page_id=ids, content_fp=content_fp, neighbour_fp=neighbour_fp)
+    if rows is None:
+        return PageKeys(url=url, page_id=ids, content_fp=content_fp, neighbour_fp=neighbour_fp)
+    return PageKeys(
+        url=url.take(pa.array(rows)),
+        page_id=ids[rows],
+        content_fp=content_fp[rows],
+        neighbour_fp=neighbour_fp,
+        rows=rows,
+    )
+
+
+def content_fingerprints(features: PageFeatures, rows: np.ndarray | None = None) -> np.ndarray:
+    """(n,) uint64: hash of each page's own model inputs (text, image slots and mask, mean image, has-image)."""
+
+    def table(t: torch.Tensor) -> np.ndarray:
+        return t.numpy() if rows is None else t.numpy()[rows]
+
+    nbr_image, has_image = hash_rows(table(features.nbr_image)), hash_rows(table(features.has_image))
+    # a one-slot image table built from the mean image holds the same bytes per row: hashed once
+    image = nbr_image if features.image_is_nbr_image() else hash_rows(table(features.image))
+    image_mask = has_image if features.image_mask_is_has_image() else hash_rows(table(features.image_mask))
+    content = np.stack(
+        [hash_rows(table(features.text)), image, image_mask, nbr_image, has_image], axis=1
+    )  # (n, 5): hashed again as one row below
+    return hash_rows(content)
 
 
 def pages_to_embed(store: EmbeddingStore, keys: PageKeys, version: str) -> np.ndarray:
-    """page_idx (sorted) of the pages that are new to ``store`` or whose model version or fingerprints differ."""
+    """Rows of ``keys`` (sorted; page_idx when they key every page) of the pages that are new to ``store`` or
+    whose model version or fingerprints differ."""
     stored = store.keys()
     if stored.num_rows == 0:
         return np.arange(len(keys.page_id))
@@ -143,9 +187,11 @@ def pages_to_embed(store: EmbeddingStore, keys: PageKeys, version: str) -> np.nd
     pos = np.minimum(np.searchsorted(sid, keys.page_id), len(sid) - 1)
     found = sid[pos] == keys.page_id
     row = order[pos]
+    # compared in Arrow: no Python string per stored row
+    same_model = pc.equal(stored["model_version"], pa.scalar(version, pa.string())).to_numpy(zero_copy_only=False)
     same = (
         found
-        & (stored["model_version"].to_numpy(zero_copy_only=False)[row] == version)
+        & same_model[row]
         & (stored["content_fingerprint"].to_numpy()[row] == keys.content_fp)
         & (stored["neighbour_fingerprint"].to_numpy()[row] == keys.neighbour_fp)
     )
@@ -179,8 +225,14 @@ def embed_into_store(
     *,
     model_dir: Path | None = None,
     day: str | None = None,
+    candidates: np.ndarray | None = None,
 ) -> EmbedReport:
-    """Embed the run directory's changed pages with its trained model and upsert them as one store version."""
+    """Embed the run directory's changed pages with its trained model and upsert them as one store version.
+
+    ``candidates`` (page_idx): only these pages are fingerprinted and compared with the store. The caller
+    vouches that every other page's model inputs are those its stored row was embedded from (an incremental
+    day passes the pages it touched, when the store held the run's previous state); None checks every page.
+    """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     model_dir = model_dir or run_dir / "train"
@@ -199,15 +251,23 @@ def embed_into_store(
     t0 = time.perf_counter()
     upload: _Background[PageFeatures] = _Background(lambda: features.to(device), "embed-upload")
     try:
-        keys = page_keys(url, features, run_dir / "ingest" / "pages.parquet")
+        rows = None if candidates is None or cfg.reembed_all else np.unique(np.asarray(candidates, np.int64))
+        keys = page_keys(url, features, run_dir / "ingest" / "pages.parquet", rows)
         store = EmbeddingStore.open_or_create(store_path, model.output_dim)
-        todo = np.arange(len(keys.page_id)) if cfg.reembed_all else pages_to_embed(store, keys, version)
+        todo = np.arange(len(keys.page_id)) if cfg.reembed_all else pages_to_embed(store, keys, version)  # rows of keys
         timings["fingerprint_s"] = time.perf_counter() - t0
     finally:
         on_device = upload.result()
     timings["upload_s"] = upload.seconds
     day = day or cfg.day or default_day(first_seen)
-    log.event("[embed] pages to embed", pages=len(keys.page_id), selected=len(todo), store_version=store.version)
+    n_pages = len(url)
+    log.event(
+        "[embed] pages to embed",
+        pages=n_pages,
+        checked=len(keys.page_id),
+        selected=len(todo),
+        store_version=store.version,
+    )
 
     t0 = time.perf_counter()
     batch_size = batch_size_for(cfg, device)
@@ -217,9 +277,9 @@ def embed_into_store(
 
     def chunk_batches() -> Iterator[pa.RecordBatch]:
         for lo in range(0, len(todo), cfg.chunk_rows):
-            chunk = todo[lo : lo + cfg.chunk_rows]
+            chunk = todo[lo : lo + cfg.chunk_rows]  # rows of keys
             t = time.perf_counter()
-            emb = embedder.embed(chunk, batch_size=batch_size)  # (c, dim) float32 unit rows
+            emb = embedder.embed(keys.page_idx(chunk), batch_size=batch_size)  # (c, dim) float32 unit rows
             infer_s[0] += time.perf_counter() - t
             yield make_batch(
                 keys.page_id[chunk],
@@ -244,15 +304,16 @@ def embed_into_store(
     timings["infer_s"] = infer_s[0]  # of which the model
     timings["write_wait_s"] = wait  # of which waiting for the store: the writes not hidden behind inference
     return EmbedReport(
-        pages=len(keys.page_id),
+        pages=n_pages,
         embedded=len(todo),
-        unchanged=len(keys.page_id) - len(todo),
+        unchanged=n_pages - len(todo),
         result=result,
         model_version=version,
         day=day,
         timings=timings,
         compile_mode=mode,
         batch_size=batch_size,
+        checked=None if keys.rows is None else len(keys.rows),
     )
 
 

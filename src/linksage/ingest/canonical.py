@@ -103,7 +103,7 @@ def build_canonical(inp: ContractInput, out: Path, *, bad_urls: Literal["error",
     report.timings["pages_s"] = _lap(t0)
 
     t0 = time.perf_counter()
-    n_links = _write_links(out / "links.parquet", link_pin, link_page, cohesion, n_pins, report)
+    n_links = write_links(out / "links.parquet", link_pin, link_page, cohesion, n_pins, report)
     del link_pin, link_page, cohesion
     report.timings["write_links_s"] = _lap(t0)
 
@@ -342,7 +342,7 @@ def _write_pages(
             writer.write_table(pa.table(cols, schema=PAGES_SCHEMA))
 
 
-def _write_links(
+def write_links(
     path: Path, pin: np.ndarray, page: np.ndarray, cohesion: np.ndarray, n_pins: int, report: Report
 ) -> int:
     """One row per (pin, page), sorted; duplicates merged keeping the largest cohesion."""

@@ -24,12 +24,12 @@ from linksage.config.content import ContentConfig
 from linksage.content.cache import VectorCache, default_cache_root
 from linksage.content.stage import (
     CachedTextEncoder,
-    _image_vectorizer,
-    _open,
-    _strings,
-    _write_page_images,
-    _write_page_text,
-    _write_pins,
+    column_strings,
+    image_vectorizer,
+    open_array,
+    write_page_images,
+    write_page_text,
+    write_pins,
 )
 from linksage.content.targets import embedding_dim, write_computed_targets, write_given_targets
 from linksage.content.text import create_text_encoder, resolve_device
@@ -58,7 +58,7 @@ def grow_array(src: Path, dst: Path, rows: int, old_rows: int) -> np.memmap[Any,
     shape, dtype, src_offset = (rows, *old.shape[1:]), old.dtype, int(old.offset)
     nbytes = int(old.nbytes)
     del old
-    out = _open(dst, shape, dtype)
+    out = open_array(dst, shape, dtype)
     dst_offset = int(out.offset)
     del out
     with open(src, "rb") as fin, open(dst, "r+b") as fout:
@@ -100,12 +100,12 @@ def update_content(
     updated = np.load(ingest / "updated_pages.npy")
     pages = np.union1d(np.arange(n_old["pages"], n_new["pages"]), updated)
     todo_pages = _subset(ingest / "pages.parquet", "page_idx", pages, scratch / "pages.parquet", n_old["pages"])
-    counts.update(_write_page_text(todo_pages, n_new["pages"], text, cfg.chunk_rows, scratch))
+    counts.update(write_page_text(todo_pages, n_new["pages"], text, cfg.chunk_rows, scratch))
     _copy_rows(scratch / "page_text.npy", arrays["page_text.npy"], pages)
     image_dim = arrays["page_image.npy"].shape[1] if "page_image.npy" in arrays else 0
     if image_dim and cfg.image_encoder != "none":
-        page_images = _image_vectorizer(cfg, device, cache_root)
-        counts.update(_write_page_images(todo_pages, n_new["pages"], page_images, cfg, scratch))
+        page_images = image_vectorizer(cfg, device, cache_root)
+        counts.update(write_page_images(todo_pages, n_new["pages"], page_images, cfg, scratch))
         for name in _IMAGE_ARRAYS:
             if name in arrays and (scratch / name).exists():
                 _copy_rows(scratch / name, arrays[name], pages)
@@ -117,9 +117,9 @@ def update_content(
     given = embedding_dim(ingest / "pins.parquet")
     target = arrays["pin_target.npy"]
     pin_images = given is None and target.shape[1] > text.dim  # computed [text, image] targets
-    images = _image_vectorizer(cfg, device, cache_root) if pin_images else None
-    pin_image = _open(scratch / "pin_image.npy", (n_new["pins"], images.dim)) if images is not None else None
-    counts.update(_write_pins(todo_pins, n_new["pins"], text, images, pin_image, cfg.chunk_rows, scratch))
+    images = image_vectorizer(cfg, device, cache_root) if pin_images else None
+    pin_image = open_array(scratch / "pin_image.npy", (n_new["pins"], images.dim)) if images is not None else None
+    counts.update(write_pins(todo_pins, n_new["pins"], text, images, pin_image, cfg.chunk_rows, scratch))
     _copy_rows(scratch / "pin_text.npy", arrays["pin_text.npy"], pins)
     if given is not None:
         counts.update(write_given_targets(todo_pins, target, cfg.chunk_rows))
@@ -133,7 +133,7 @@ def update_content(
         t0 = time.perf_counter()
         boards = np.union1d(np.arange(n_old["boards"], n_new["boards"]), np.load(ingest / "updated_boards.npy"))
         table = pq.read_table(ingest / "boards.parquet", columns=["text"]).take(pa.array(boards))
-        arrays["board_text.npy"][boards] = text.encode(_strings(table["text"])).astype(np.float16)
+        arrays["board_text.npy"][boards] = text.encode(column_strings(table["text"])).astype(np.float16)
         counts["boards_encoded"] = len(boards)
         timings["boards_s"] = time.perf_counter() - t0
     # no msync: the pages are the kernel's (a killed process loses nothing), and the journal's rename

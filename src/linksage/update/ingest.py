@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from linksage.config.ingest import IngestConfig, RedditSource, TablesSource
 from linksage.errors import InputError, LinksageError
-from linksage.ingest.canonical import NO_TIME, Report, _write_links, build_canonical
+from linksage.ingest.canonical import NO_TIME, Report, build_canonical, write_links
 from linksage.ingest.tables import Chunk, ContractInput, tables_input
 from linksage.schema import BOARD_PINS_SCHEMA, BOARDS_SCHEMA, DOMAINS_SCHEMA, INPUT_TABLES, PAGES_SCHEMA, data_files
 
@@ -271,7 +271,7 @@ def _merge(old: Path, delta: Path, out: Path) -> AppendReport:
     old_links, day_links = pq.read_table(old / "links.parquet"), pq.read_table(delta / "links.parquet")
     report = Report()
     n_pins = n["pins"] + n_day_pins
-    n_links = _write_links(
+    n_links = write_links(
         out / "links.parquet",
         np.concatenate([old_links["pin_idx"].to_numpy(), day_links["pin_idx"].to_numpy() + n["pins"]]),
         np.concatenate([old_links["page_idx"].to_numpy(), page_of[day_links["page_idx"].to_numpy()]]),

@@ -13,6 +13,9 @@ The neighbour-change rule (docs/update.md), one fraction ``f = update.neighbour_
 
 Every other page keeps its stored neighbours. Walks are seeded per query page, so a page gets the same
 row whichever subset it is walked in (``walk_pages``).
+
+The day also lists the pages whose model inputs it can have changed (``touched.npy``, see
+``touched_pages``): the embed step compares only those with the store.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from linksage.config import Config
 from linksage.walk.pixie import WalkGraph, run_walks
 from linksage.walk.stage import write_neighbours_parquet
 
+TOUCHED = "touched.npy"  # page_idx whose model inputs the day can have changed
 _MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
 
 
@@ -37,6 +41,7 @@ class WalkUpdate:
     visits: np.ndarray  # float32 (n_pages, K)
     walked: np.ndarray  # int64 page_idx walked this day
     adopted: np.ndarray  # int64 old page_idx that took their new neighbours
+    touched: np.ndarray  # int64 page_idx whose model inputs the day can have changed (sorted)
     counts: dict[str, int]
     timings: dict[str, float]
 
@@ -108,7 +113,53 @@ def neighbour_change(old: np.ndarray, new: np.ndarray) -> np.ndarray:
     return np.where(size > 0, 1.0 - same / np.maximum(size, 1), 0.0)
 
 
-def update_walks(cfg: Config, old_graph: Path, new_graph: Path, old_walk: Path, recrawled: np.ndarray) -> WalkUpdate:
+def touched_pages(
+    old: WalkGraph,
+    new: WalkGraph,
+    pins: np.ndarray,
+    recrawled: np.ndarray,
+    adopted: np.ndarray,
+    neighbours: np.ndarray,
+    retexted_boards: np.ndarray,
+) -> np.ndarray:
+    """int64 page_idx (sorted) of the pages whose model inputs can differ from the run's before the day.
+
+    A page's inputs are its own content, its degree bucket, its neighbour rows (with the neighbours' content)
+    and its board tokens (its pins' boards, ranked by its pins on them, and their text). Other rows of every
+    array are the old ones bit for bit, so these can change only for: new pages; re-crawled ones; adopted
+    ones; pages whose page->pin row changed or that have a changed pin (``pins``: new, or whose pages,
+    boards or cluster changed), which covers the degree and the boards; pages listing a re-crawled page
+    among their ``neighbours`` (the day's table); and pages with a pin on a re-texted board.
+    """
+    n_old, n_new = old.counts["page"], new.counts["page"]
+    parts = [np.arange(n_old, n_new), np.asarray(recrawled, np.int64), np.asarray(adopted, np.int64)]
+    old_rows = row_hashes(*old.edges("page", "pin"))
+    new_rows = row_hashes(*new.edges("page", "pin"))[:n_old]
+    parts.append(np.flatnonzero(old_rows != new_rows))
+    ip, ix = new.edges("page", "pin")
+    ip = np.asarray(ip)
+    sums = np.concatenate([[0], np.cumsum(pins[np.asarray(ix)], dtype=np.int64)])
+    parts.append(np.flatnonzero(sums[ip[1:]] - sums[ip[:-1]] > 0))
+    if len(recrawled):
+        parts.append(np.flatnonzero(np.isin(neighbours, recrawled).any(axis=1)))
+    if len(retexted_boards):
+        bip, bix = new.edges("board", "pin")
+        bip, bix = np.asarray(bip), np.asarray(bix)
+        on_board = np.concatenate([bix[bip[b] : bip[b + 1]] for b in retexted_boards])
+        pip, pix = new.edges("pin", "page")
+        pip, pix = np.asarray(pip), np.asarray(pix)
+        parts.extend(pix[pip[p] : pip[p + 1]] for p in np.unique(on_board))
+    return np.unique(np.concatenate([np.asarray(x, np.int64) for x in parts]))
+
+
+def update_walks(
+    cfg: Config,
+    old_graph: Path,
+    new_graph: Path,
+    old_walk: Path,
+    recrawled: np.ndarray,
+    retexted_boards: np.ndarray | None = None,
+) -> WalkUpdate:
     """The day's neighbour tables: old rows kept, new pages walked, changed old pages walked and ruled on."""
     f, k = cfg.update.neighbour_change, cfg.walk.top_k
     timings: dict[str, float] = {}
@@ -143,6 +194,10 @@ def update_walks(cfg: Config, old_graph: Path, new_graph: Path, old_walk: Path, 
     take[np.flatnonzero(is_old)[change >= f]] = True
     neighbours[walked[take]], visits[walked[take]] = nbr[take], vis[take]
     adopted = walked[take & is_old]
+    t0 = time.perf_counter()
+    retexted = np.zeros(0, np.int64) if retexted_boards is None else retexted_boards
+    touched = touched_pages(before, after, pins, recrawled, adopted, neighbours, retexted)
+    timings["touched_s"] = time.perf_counter() - t0
     counts = {
         "pages": n_new,
         "pins_changed": int(pins.sum()),
@@ -154,14 +209,17 @@ def update_walks(cfg: Config, old_graph: Path, new_graph: Path, old_walk: Path, 
         "adopted": len(adopted),
         "kept": int(is_old.sum()) - len(adopted),
         "steps": int(one.steps.sum() + two.steps.sum()),
+        "touched": len(touched),
     }
-    return WalkUpdate(neighbours, visits, walked, adopted, counts, {k: round(v, 3) for k, v in timings.items()})
+    rounded = {k: round(v, 3) for k, v in timings.items()}
+    return WalkUpdate(neighbours, visits, walked, adopted, touched, counts, rounded)
 
 
 def write_walk(update: WalkUpdate, out: Path) -> None:
-    """The walk folder's arrays (docs/artifacts.md) plus ``walked.npy`` and ``adopted.npy`` of the day."""
+    """The walk folder's arrays (docs/artifacts.md) plus the day's ``walked.npy``, ``adopted.npy``, ``touched.npy``."""
     np.save(out / "neighbours.npy", update.neighbours)
     np.save(out / "visits.npy", update.visits)
     write_neighbours_parquet(out / "neighbours.parquet", update.neighbours, update.visits)
     np.save(out / "walked.npy", update.walked)
     np.save(out / "adopted.npy", update.adopted)
+    np.save(out / TOUCHED, update.touched)

@@ -16,6 +16,7 @@ repeats the (no-op) embed. The config must be the run's: a changed stage config 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import shutil
@@ -29,11 +30,16 @@ import numpy as np
 
 from linksage import __version__, log
 from linksage.config import Config
+from linksage.embed.stage import run as embed_run
+from linksage.embed.stage import run_state
 from linksage.errors import InputError, LinksageError
-from linksage.pipeline import _locked, _run_one, get_stage, stage_key
+from linksage.pipeline import get_stage, lock_run_dir, run_stage, stage_key
 from linksage.rundir import MANIFEST, RunDir, atomic_write_json
+from linksage.search.indices import store_path
+from linksage.store.lance_store import EmbeddingStore
 from linksage.update.ingest import (
     UPDATE_FILE,
+    UPDATED_BOARDS,
     UPDATED_PAGES,
     InputFormat,
     append_day,
@@ -41,6 +47,7 @@ from linksage.update.ingest import (
     input_sha,
     open_day_input,
 )
+from linksage.update.neighbours import TOUCHED
 
 STEPS = ("ingest", "content", "graph", "walk")
 CHECKED = ("ingest", "content", "graph", "walk", "train")  # their config must be the run's
@@ -61,7 +68,7 @@ def update(
     rd = RunDir(run_dir)
     day_bounds(day)
     started = time.time()
-    with _locked(rd):
+    with lock_run_dir(rd):
         rd.clean_staging()
         journal = rd.root / ".work" / "update"
         for ready in sorted(journal.glob(f"*/{READY}")):  # an earlier update died while swapping folders in
@@ -80,6 +87,8 @@ def update(
             if other != work:
                 shutil.rmtree(other, ignore_errors=True)  # a crashed attempt at another input
         entry = {"day": day, "input": str(input_path), "input_sha": sha}
+        # the store holds exactly the run before the day: the day's embed compares only the pages it touched
+        follows = applied is None and not retrain and _store_follows_run(cfg, rd)
         if applied is None:
             _build(cfg, rd, day_input, entry, work)
             atomic_write_json(work / READY, entry)
@@ -89,12 +98,14 @@ def update(
             log.event(f"[update] day {day} already applied: only the embed runs (no change expected)", day=day)
         if retrain:
             train = get_stage("train")
-            _run_one(train, cfg, rd, *stage_key(train, cfg, rd))
+            run_stage(train, cfg, rd, *stage_key(train, cfg, rd))
         _pause_point("before_embed")
         embed = get_stage("embed")
         key, parts = stage_key(embed, cfg, rd)
         with_day = dataclasses.replace(cfg, embed=dataclasses.replace(cfg.embed, day=day))
-        embed_manifest = _run_one(embed, with_day, rd, key, parts)
+        # otherwise (a re-run, a retrain, a store or run changed since its last embed) every page is compared
+        touched = np.load(rd.stage_dir("walk") / TOUCHED) if follows else None
+        embed_manifest = run_stage(embed, with_day, rd, key, parts, functools.partial(embed_run, candidates=touched))
         summary = _summary(rd, entry, embed_manifest, started, applied is not None, retrain)
         _seal_update(rd, summary)
         shutil.rmtree(work, ignore_errors=True)
@@ -137,7 +148,8 @@ def _build(cfg: Config, rd: RunDir, day_input: Any, entry: dict[str, Any], work:
     def walk(out: Path) -> tuple[dict[str, int], dict[str, Any], dict[str, float]]:
         t0 = time.perf_counter()
         recrawled = np.load(work / "ingest" / UPDATED_PAGES)
-        result = update_walks(cfg, rd.stage_dir("graph"), work / "graph", rd.stage_dir("walk"), recrawled)
+        retexted = np.load(work / "ingest" / UPDATED_BOARDS)
+        result = update_walks(cfg, rd.stage_dir("graph"), work / "graph", rd.stage_dir("walk"), recrawled, retexted)
         write_walk(result, out)
         return (
             result.counts,
@@ -222,6 +234,25 @@ def _check_config(cfg: Config, rd: RunDir) -> None:
                 f"stage {name!r} of {rd.root} is not what this config would make ({what}); pass the run's "
                 f"--config and --set values, or run `linksage run` with the new ones first"
             )
+
+
+def _store_follows_run(cfg: Config, rd: RunDir) -> bool:
+    """True when the store's newest version holds exactly the run's current state, as its last embed left it.
+
+    That embed recorded the run's state (``run_state``: its upstream manifests) and the store version it
+    made; the embed config must be the same, and nothing may have written the store since.
+    """
+    manifest = rd.manifest("embed")
+    if manifest is None:
+        return False
+    metrics = manifest.get("metrics", {})
+    if (
+        metrics.get("run_state") != run_state(rd.root)
+        or manifest.get("key") != stage_key(get_stage("embed"), cfg, rd)[0]
+    ):
+        return False
+    path = store_path(rd.root, cfg.store)
+    return EmbeddingStore.exists(path) and EmbeddingStore.open(path).version == metrics.get("store_version")
 
 
 def _applied(rd: RunDir, day: str) -> dict[str, Any] | None:
