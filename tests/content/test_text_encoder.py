@@ -216,6 +216,10 @@ def test_plan_batches_covers_every_text_once_longest_first_within_budgets() -> N
     for b in batches:
         assert len(b) <= 64 and (len(b) == 1 or len(b) * lengths[b].max() <= 64 * 40)
     assert [len(b) for b in plan_batches(np.array([5000, 3]), 8, 100)] == [1, 1]  # over budget alone: still encoded
+    filled = plan_batches(lengths, batch_size=64, batch_tokens=64 * 40, min_fill=0.5)
+    assert sorted(np.concatenate(filled).tolist()) == list(range(1000))
+    assert all(lengths[b].min() >= 0.5 * lengths[b].max() for b in filled)  # padding at most doubles a batch
+    assert len(filled) > len(batches)
 
 
 def test_pad_batch_right_pads_and_masks() -> None:

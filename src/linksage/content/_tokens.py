@@ -89,18 +89,26 @@ def _raw_tokenizer(tokenizer: Any, max_tokens: int) -> Any:
     return raw
 
 
-def plan_batches(lengths: np.ndarray, batch_size: int, batch_tokens: int) -> list[np.ndarray]:
+def plan_batches(lengths: np.ndarray, batch_size: int, batch_tokens: int, min_fill: float = 0.0) -> list[np.ndarray]:
     """Positions into ``lengths`` cut into batches, longest texts first.
 
     A batch holds at most ``batch_size`` texts and ``batch_tokens`` tokens once padded to its longest
     text, so a batch of long texts is smaller (bounded memory) and each pads only to its own longest.
+    With ``min_fill``, a text shorter than ``min_fill`` times its batch's longest starts a new batch:
+    on a CPU, where padding costs as much as text, a few hundred titles of mixed lengths in one batch
+    padded to their longest ran at half the plain encoder's speed.
     """
     order = np.argsort(-lengths, kind="stable")
+    descending = lengths[order]
+    ascending_neg = -descending  # for searchsorted: the first text below the floor ends the batch
     batches: list[np.ndarray] = []
     start = 0
     while start < len(order):
-        longest = int(lengths[order[start]])
+        longest = int(descending[start])
         size = max(1, min(batch_size, batch_tokens // max(longest, 1)))
+        if min_fill > 0:
+            end = int(np.searchsorted(ascending_neg, -min_fill * longest, "right"))
+            size = max(1, min(size, end - start))
         batches.append(order[start : start + size])
         start += size
     return batches
