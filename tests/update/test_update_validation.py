@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_update_day import manifests, sets, store_rows
-from update_world import DAY
+from update_world import DAY, config
 
 from linksage.cli import main
+from linksage.errors import InputError
+from linksage.update.run import update
 
 EMB = '"' + str([0.125] * 64) + '"'  # the template world's target embeddings are 64-dimensional
 
@@ -70,3 +73,15 @@ def test_a_malformed_day_is_refused(run: Path, tmp_path: Path, capsys: pytest.Ca
     folder = write_day(tmp_path / "day", GOOD_PINS, "pin_id,url\nnew1,https://a.example/x\n")
     assert main(["update", "--run-dir", str(run), "--input", str(folder), "--day", "2013-13-01", *sets()]) == 2
     assert "expected an ISO date" in capsys.readouterr().err
+
+
+def test_a_content_array_of_the_wrong_length_fails_the_day(run: Path, day: Path) -> None:
+    # copied in the background and never read by the day's encoding: its error must still fail the step
+    has_image = run / "content" / "page_has_image.npy"
+    np.save(has_image, np.load(has_image)[:-1])
+    before = manifests(run)
+    with pytest.raises(InputError, match="rows, the run's tables have"):
+        update(config(), run, day, DAY)
+    assert manifests(run) == before  # the run is untouched
+    journal = run / ".work" / "update"
+    assert not journal.exists() or not any(journal.iterdir())  # and no journal is left

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -76,13 +77,67 @@ def update_content(
     cfg: ContentConfig, run_root: Path, old: Path, ingest: Path, out: Path, scratch: Path, sizes: dict[str, Any]
 ) -> tuple[dict[str, int], dict[str, float]]:
     """Write the grown content arrays into ``out``; ``sizes`` holds the ``old`` and ``new`` row counts."""
+    with ThreadPoolExecutor(1, thread_name_prefix="content-copy") as pool:
+        arrays = _GrownArrays(old, out, sizes, pool)
+        try:
+            counts, timings = _fill(cfg, run_root, old, ingest, scratch, sizes, arrays)
+        finally:
+            errors = arrays.close()
+        if errors:  # a copy that failed (an error of _fill itself has been raised above instead)
+            raise errors[0]
+    timings.update(copy_s=round(arrays.copy_s, 3), copy_wait_s=round(arrays.wait_s, 3))
+    return counts, timings
+
+
+class _GrownArrays:
+    """The content arrays grown into ``out`` (``grow_array``), copied one by one in a background thread.
+
+    The kernel does the copying (no GIL held), so the day's encoding runs meanwhile; ``arrays[name]`` waits
+    for that array's copy. Copied in the order they are needed: page arrays, then pins', then boards'.
+    """
+
+    def __init__(self, old: Path, out: Path, sizes: dict[str, Any], pool: ThreadPoolExecutor) -> None:
+        kinds = ("pages", "pins", "boards")
+        first = ("page_text.npy", "pin_text.npy")
+        paths = sorted(_arrays(old), key=lambda p: (kinds.index(kind_of(p.name)), p.name not in first, p.name))
+        self.copy_s = self.wait_s = 0.0
+        self._pending = {p.name: pool.submit(self._grow, p, out, sizes) for p in paths}
+
+    def _grow(self, src: Path, out: Path, sizes: dict[str, Any]) -> np.memmap[Any, np.dtype[Any]]:
+        t0 = time.perf_counter()
+        kind = kind_of(src.name)
+        grown = grow_array(src, out / src.name, sizes["new"][kind], sizes["old"][kind])
+        self.copy_s += time.perf_counter() - t0
+        return grown
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._pending
+
+    def __getitem__(self, name: str) -> np.memmap[Any, np.dtype[Any]]:
+        t0 = time.perf_counter()
+        array = self._pending[name].result()
+        self.wait_s += time.perf_counter() - t0
+        return array
+
+    def close(self) -> list[BaseException]:
+        """Wait for every copy and drop the memory maps; returns the copies' errors."""
+        pending, self._pending = self._pending, {}
+        return [e for f in pending.values() if (e := f.exception()) is not None]
+
+
+def _fill(
+    cfg: ContentConfig,
+    run_root: Path,
+    old: Path,
+    ingest: Path,
+    scratch: Path,
+    sizes: dict[str, Any],
+    arrays: _GrownArrays,
+) -> tuple[dict[str, int], dict[str, float]]:
+    """Encode the day's rows into the grown ``arrays``; returns counts and timings."""
     n_old, n_new = sizes["old"], sizes["new"]
     timings: dict[str, float] = {}
     counts: Counter[str] = Counter()
-    t0 = time.perf_counter()
-    arrays = {p.name: grow_array(p, out / p.name, n_new[kind_of(p.name)], n_old[kind_of(p.name)]) for p in _arrays(old)}
-    timings["copy_s"] = time.perf_counter() - t0
-
     t0 = time.perf_counter()
     device = resolve_device(cfg.device)
     cache_root = Path(cfg.cache_dir) if cfg.cache_dir else default_cache_root(run_root)
@@ -90,9 +145,10 @@ def update_content(
     # opening the cache merges its shards once there are many (a full run leaves one per chunk): O(cache)
     text = CachedTextEncoder(encoder, VectorCache.open(cache_root, f"text:{encoder.name}") if cfg.cache else None)
     timings["cache_open_s"] = time.perf_counter() - t0
-    if text.dim != arrays["page_text.npy"].shape[1]:
+    old_dim = np.load(old / "page_text.npy", mmap_mode="r").shape[1]
+    if text.dim != old_dim:
         raise InputError(
-            f"holds {arrays['page_text.npy'].shape[1]}-dim text vectors, the configured text encoder gives {text.dim}",
+            f"holds {old_dim}-dim text vectors, the configured text encoder gives {text.dim}",
             file=old / "page_text.npy",
         )
 
@@ -115,12 +171,13 @@ def update_content(
     pins = np.arange(n_old["pins"], n_new["pins"])
     todo_pins = _subset(ingest / "pins.parquet", "pin_idx", pins, scratch / "pins.parquet", n_old["pins"])
     given = embedding_dim(ingest / "pins.parquet")
-    target = arrays["pin_target.npy"]
-    pin_images = given is None and target.shape[1] > text.dim  # computed [text, image] targets
+    target_dim = np.load(old / "pin_target.npy", mmap_mode="r").shape[1]
+    pin_images = given is None and target_dim > text.dim  # computed [text, image] targets
     images = image_vectorizer(cfg, device, cache_root) if pin_images else None
     pin_image = open_array(scratch / "pin_image.npy", (n_new["pins"], images.dim)) if images is not None else None
     counts.update(write_pins(todo_pins, n_new["pins"], text, images, pin_image, cfg.chunk_rows, scratch))
     _copy_rows(scratch / "pin_text.npy", arrays["pin_text.npy"], pins)
+    target = arrays["pin_target.npy"]
     if given is not None:
         counts.update(write_given_targets(todo_pins, target, cfg.chunk_rows))
     else:
@@ -138,7 +195,6 @@ def update_content(
         timings["boards_s"] = time.perf_counter() - t0
     # no msync: the pages are the kernel's (a killed process loses nothing), and the journal's rename
     # comes after; forcing ~1 GB to disk here would cost more than the whole day's encoding
-    del arrays
     counts.update(text.counts)
     counts.update(pages_encoded=len(pages), pins_encoded=len(pins), pages_recrawled=len(updated))
     timings["text_encode_s"] = text.encode_s
