@@ -104,7 +104,8 @@ def update(
         key, parts = stage_key(embed, cfg, rd)
         with_day = dataclasses.replace(cfg, embed=dataclasses.replace(cfg.embed, day=day))
         # otherwise (a re-run, a retrain, a store or run changed since its last embed) every page is compared
-        touched = np.load(rd.stage_dir("walk") / TOUCHED) if follows else None
+        touched_path = rd.stage_dir("walk") / TOUCHED  # absent from a walk step an older linksage finished
+        touched = np.load(touched_path) if follows and touched_path.exists() else None
         embed_manifest = run_stage(embed, with_day, rd, key, parts, functools.partial(embed_run, candidates=touched))
         summary = _summary(rd, entry, embed_manifest, started, applied is not None, retrain)
         _seal_update(rd, summary)
