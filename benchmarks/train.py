@@ -8,7 +8,9 @@ trivial loss, no optimiser). data_path_overhead = end-to-end time per step / mod
 
 Feature tables are synthetic, generated on the device and sized like the Reddit benchmark (1M pages,
 384-d MiniLM text, 1M pins). Presets: ``gpu`` (the default model: d=256, 4 layers, K=20, batch 4096,
-bf16, torch.compile) and ``demo`` (the small CPU model of configs/demo.toml).
+bf16, torch.compile) and ``demo`` (the small CPU model of configs/demo.toml). ``--board-tokens 4`` adds
+the board tokens the train stage gives a page when the data has boards (the Reddit benchmark's model);
+the recorded H100 figure (docs/results.md) has none.
 
     python benchmarks/train.py --device cuda            # the GPU target (one H100/H200)
     python benchmarks/train.py --device cpu --preset demo
@@ -20,6 +22,7 @@ data_path_overhead, device and machine.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -71,6 +74,10 @@ def synthetic_data(a: argparse.Namespace, device: torch.device) -> TrainData:
         neighbours=nbr,
         log_visits=torch.where(nbr >= 0, visits, 0.0),
     )
+    if a.board_tokens:
+        boards = torch.randint(0, a.boards, (n, a.board_tokens), device=device, generator=g, dtype=torch.int32)
+        boards[:, 1:][torch.rand(n, a.board_tokens - 1, device=device, generator=g) < 0.7] = -1  # most: 1 board
+        features = dataclasses.replace(features, boards=boards, board_text=unit(a.boards, a.text_dim))
     return TrainData(
         features=features,
         targets=unit(a.pins, dims[-1]).float(),
@@ -108,6 +115,8 @@ def make_trainer(a: argparse.Namespace, data: TrainData, device: torch.device) -
             d_model=a.d_model,
             layers=a.layers,
             heads=a.heads,
+            board_slots=f.board_slots,
+            n_boards=f.n_boards,
         )
     ).to(device)
     return Trainer(cfg, data, model, device=device, bf16=a.bf16, compile=a.compile)
@@ -136,6 +145,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     for name in ("pages", "pins", "pairs", "text_dim", "image_dim", "k", "batch", "negatives", "d_model", "layers"):
         p.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, default=None)
     p.add_argument("--heads", type=int, default=None)
+    p.add_argument("--board-tokens", type=int, default=0, help="board tokens per page (0 = none)")
+    p.add_argument("--boards", type=int, default=2_361, help="boards in the synthetic tables (Reddit: 2,361)")
     p.add_argument("--dims", default=None, help="Matryoshka dims, comma-separated")
     p.add_argument("--steps", type=int, default=None, help="timed steps per repeat")
     p.add_argument("--warmup", type=int, default=None)
@@ -190,6 +201,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "batch": a.batch,
         "random_negatives": a.negatives,
         "tokens": model.cfg.n_tokens,
+        "board_tokens": a.board_tokens,
         "d_model": a.d_model,
         "layers": a.layers,
         "neighbours": a.k,
