@@ -3,6 +3,7 @@ topic signal in the graph that the pages' own content lacks (checked by invarian
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -181,3 +182,34 @@ def _peak_rss_mb(n_links: int, tmp_path: Path) -> float:
 def test_memory_is_bounded_by_part_size(tmp_path: Path) -> None:
     small, large = _peak_rss_mb(15_000, tmp_path), _peak_rss_mb(75_000, tmp_path)
     assert large < small + 25  # five times the links, same part size: about the same peak
+
+
+def test_board_spread_gives_each_board_a_theme_and_zero_changes_nothing(tmp_path: Path) -> None:
+    generate_world(CFG, tmp_path / "plain")
+    generate_world(replace(CFG, board_spread=0.0), tmp_path / "zero")
+    generate_world(replace(CFG, board_spread=1.0), tmp_path / "themed")
+    plain, zero, themed = _files(tmp_path / "plain"), _files(tmp_path / "zero"), _files(tmp_path / "themed")
+    assert plain == zero and plain != themed
+
+    def same_board_gain(root: Path) -> float:
+        """Mean cosine of pin pairs on one board minus that of pairs of one topic on different boards."""
+        pins, boards = pq.read_table(root / "pins"), pq.read_table(root / "boards")
+        ids, vectors = pins["pin_id"].to_pylist(), pins["embedding"].to_pylist()
+        emb = {p: np.asarray(e, np.float32) for p, e in zip(ids, vectors, strict=True)}
+        board_of = dict(zip(boards["pin_id"].to_pylist(), boards["board_id"].to_pylist(), strict=True))
+        topic_of = {b: int(b[1:]) % CFG.n_topics for b in set(board_of.values())}  # board b<i> has topic i % T
+        by_board: dict[str, list[np.ndarray]] = defaultdict(list)
+        for p, b in board_of.items():
+            by_board[b].append(emb[p])
+        same, other = [], []
+        boards_by_topic: dict[int, list[str]] = defaultdict(list)
+        for b, vecs in by_board.items():
+            if len(vecs) >= 2:
+                same.append(float(vecs[0] @ vecs[1]))
+                boards_by_topic[topic_of[b]].append(b)
+        for bs in boards_by_topic.values():
+            for b1, b2 in itertools.pairwise(bs):
+                other.append(float(by_board[b1][0] @ by_board[b2][0]))
+        return float(np.mean(same) - np.mean(other))
+
+    assert same_board_gain(tmp_path / "themed") > same_board_gain(tmp_path / "plain") + 0.15

@@ -65,6 +65,9 @@ class SyntheticSource:
     popularity_skew: float = 0.6  # power-law exponent s in (0, 1) of page, board and domain popularity
     embedding_dim: int = 64
     target_noise: float = 1.0  # norm of a pin's noise around its topic centroid (before normalising)
+    # norm of a per-board direction added to the targets of the board's pins (0 = topic only): the pins
+    # of a board share a theme that only the graph (the page's boards) reveals, as a subreddit does
+    board_spread: float = 0.0
     text_noise: float = 0.3  # share of a pin's words drawn from the general vocabulary
     missing_content: float = 0.2  # share of pages with no crawled content (only the URL)
     content_noise: float = 0.5  # share of a page's words that are off-topic
@@ -127,6 +130,8 @@ def _check_synthetic(s: SyntheticSource) -> None:
         raise ConfigError(f"{key}.popularity_skew: must be in (0, 1), got {s.popularity_skew}")
     if s.target_noise < 0:
         raise ConfigError(f"{key}.target_noise: must not be negative, got {s.target_noise}")
+    if s.board_spread < 0:
+        raise ConfigError(f"{key}.board_spread: must not be negative, got {s.board_spread}")
     if parse_time(s.start, f"{key}.start") >= parse_time(s.end, f"{key}.end"):
         raise ConfigError(f"{key}.end: must be after start ({s.start!r}), got {s.end!r}")
 

@@ -2,7 +2,8 @@
 
 Every page, board and domain has a topic (``index % n_topics``). Pins are saved to boards of their
 topic (mostly), link to pages of their topic (mostly), carry text drawn from their topic's vocabulary
-plus general words, and a target embedding = topic centroid + noise (normalised). Pages have noisy
+plus general words, and a target embedding = topic centroid + noise (normalised), plus, with
+``board_spread`` > 0, a direction of the pin's board (its theme: what only the graph knows). Pages have noisy
 content, no content at all (``missing_content``), and URL slugs that are sometimes random ids
 (``opaque_urls``); near-duplicate pins copy another pin and link to a *different* page of the same
 topic. So a page's own content often says little about its topic while its neighbourhood (pins,
@@ -187,6 +188,15 @@ class _World:
         ids[off] = self.cfg.n_topics * _WORDS_PER_TOPIC + _powerlaw(u_pick[off], _GENERAL_WORDS, skew)
         return ids
 
+    def board_theme(self, board: np.ndarray) -> np.ndarray:
+        """(n, embedding_dim) float32 unit vectors: a fixed random direction per board (a hash of its index)."""
+        d = self.cfg.embedding_dim
+        cell = (board.astype(np.uint64)[:, None] * np.uint64(d) + np.arange(d, dtype=np.uint64)[None, :]).ravel()
+        u1, u2 = self.uniform(30, cell), self.uniform(31, cell)
+        z = np.sqrt(-2.0 * np.log1p(-u1)) * np.cos(2.0 * np.pi * u2)  # Box-Muller: standard normal
+        theme = z.reshape(len(board), d).astype(np.float32)
+        return theme / np.maximum(np.linalg.norm(theme, axis=1, keepdims=True), np.float32(1e-12))
+
     # -- pages ----------------------------------------------------------------------------------------
 
     def page_topic(self, j: np.ndarray) -> np.ndarray:
@@ -370,17 +380,8 @@ class _World:
             emb[dup] = emb[src] + rng.standard_normal((len(dup), cfg.embedding_dim), dtype=np.float32) * np.float32(
                 0.1 / np.sqrt(cfg.embedding_dim)
             )
-        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-
         pin_id = pc.binary_join_element_wise("p", _text(i), "")
-        pins = pa.table(
-            {
-                "pin_id": pin_id,
-                "text": _join_words(self.vocab, words, lengths),
-                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), cfg.embedding_dim),
-                "created_at": pa.array(created(page)),
-            }
-        )
+        created_at = pa.array(created(page))  # here, in the generator's order of draws
 
         # Links: one per pin, plus a second URL variant for n_dup pins (merged by canonicalisation).
         twice = np.sort(rng.choice(n, size=min(n_dup, n), replace=False)) if n_dup else np.zeros(0, np.int64)
@@ -393,6 +394,18 @@ class _World:
         anywhere = _powerlaw(rng.random(n), self.n_boards, cfg.popularity_skew)
         board = np.where(rng.random(n) < cfg.board_purity, own, anywhere)
         boards = pa.table({"board_id": pc.binary_join_element_wise("b", _text(board), ""), "pin_id": pin_id})
+
+        if cfg.board_spread > 0:  # the board's theme: what the page's boards say beyond its topic
+            emb += np.float32(cfg.board_spread) * self.board_theme(board)
+        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+        pins = pa.table(
+            {
+                "pin_id": pin_id,
+                "text": _join_words(self.vocab, words, lengths),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(emb.ravel()), cfg.embedding_dim),
+                "created_at": created_at,
+            }
+        )
         return pins, links, boards
 
 
