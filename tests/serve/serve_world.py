@@ -72,6 +72,8 @@ def write_content(root: Path, cfg: Config) -> None:
     target = np.asarray(pins["embedding"].to_pylist(), dtype=np.float32)
     target /= np.linalg.norm(target, axis=1, keepdims=True)
     np.save(out / "pin_target.npy", target.astype(np.float16))
+    boards = pq.read_table(root / "ingest" / "boards.parquet", columns=["text"])["text"].to_pylist()
+    np.save(out / "board_text.npy", enc.encode([t or "" for t in boards]).astype(np.float16))  # board tokens
     key, parts = stage_key(get_stage("content"), cfg, rd)
     rd.seal(
         "content",

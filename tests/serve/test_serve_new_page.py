@@ -46,10 +46,25 @@ def reference_walk(world: Path, pins: list[int], domain: int | None) -> tuple[np
     return nbr[0], vis[0]
 
 
-def reference_embedding(world: Path, text: str, degree: int, nbr: np.ndarray, vis: np.ndarray) -> np.ndarray:
+def reference_boards(world: Path, pins: list[int], slots: int) -> list[int]:
+    """The new page's boards over its pins, most pins first (ties: lower board_idx), -1 padded."""
+    indptr = np.load(world / "graph" / "pin__board.indptr.npy")
+    indices = np.load(world / "graph" / "pin__board.indices.npy")
+    counts: dict[int, int] = {}
+    for q in pins:
+        for b in indices[indptr[q] : indptr[q + 1]]:
+            counts[int(b)] = counts.get(int(b), 0) + 1
+    ranked = sorted(counts, key=lambda b: (-counts[b], b))[:slots]
+    return ranked + [-1] * (slots - len(ranked))
+
+
+def reference_embedding(world: Path, text: str, pins: list[int], nbr: np.ndarray, vis: np.ndarray) -> np.ndarray:
     """The encoder over the run's whole tables with the new page appended as row n."""
     model = load_model(world / "train")
-    feats = load_page_features(world, k=model.neighbours, degree_bucket_count=model.degree_buckets)
+    slots = model.encoder.cfg.board_slots
+    feats = load_page_features(world, k=model.neighbours, degree_bucket_count=model.degree_buckets, board_slots=slots)
+    assert slots and feats.boards is not None and feats.board_text is not None  # the world has board tokens
+    degree = len(pins)
     own = HashingTextEncoder(32).encode([text]).astype(np.float16)
     k = model.neighbours
     neighbours = np.concatenate(
@@ -64,6 +79,8 @@ def reference_embedding(world: Path, text: str, degree: int, nbr: np.ndarray, vi
         visits,
         k=k,
         degree_bucket_count=model.degree_buckets,
+        boards=np.concatenate([feats.boards.numpy(), np.asarray([reference_boards(world, pins, slots)], np.int32)]),
+        board_text=feats.board_text.numpy(),
     )
     return PageEmbedder(model, appended).embed(np.array([appended.n_pages - 1]))[0]
 
@@ -88,7 +105,7 @@ def test_a_new_page_is_embedded_from_its_url_and_pins(client: TestClient, world:
     assert [n.visits for n in body.neighbours] == [float(v) for v, i in zip(vis[:k], nbr[:k], strict=True) if i >= 0]
     assert body.neighbours, "two linked pins reach some other page"
 
-    want = reference_embedding(world, text_from_url(CANONICAL), 2, nbr, vis)
+    want = reference_embedding(world, text_from_url(CANONICAL), pin_idx, nbr, vis)
     np.testing.assert_allclose(body.embedding, want, atol=2e-5)
 
 

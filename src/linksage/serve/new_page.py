@@ -27,7 +27,7 @@ from linksage.ingest.urls import canonicalise, url_host
 from linksage.serve.errors import BadInput, NotFound
 from linksage.serve.ids import NUMBA_LOCK, page_id
 from linksage.serve.run_view import RunSnapshot
-from linksage.train.features import PageFeatures, page_features_from_arrays
+from linksage.train.features import PageFeatures, page_boards, page_features_from_arrays
 from linksage.train.infer import LinkSageModel, PageEmbedder
 from linksage.walk.pixie import CSR, WalkGraph, walk_pages
 
@@ -85,7 +85,7 @@ def embed_new_page(run: RunSnapshot, page: NewPage) -> EmbeddedPage:
     k = model.neighbours
     nbr, vis = _fit(nbr, vis, k)
 
-    feats, local_urls = _features(run, model, own_text, len(pin_idx), nbr, vis)
+    feats, local_urls = _features(run, model, graph, own_text, pin_idx, domain_idx, nbr, vis)
     embedding = PageEmbedder(model, feats).embed(np.zeros(1, np.int64))[0]  # (output_dim,)
     with NUMBA_LOCK:
         from linksage.embed.batch import page_keys
@@ -127,9 +127,20 @@ def _walk(
 
 
 def _features(
-    run: RunSnapshot, model: LinkSageModel, own_text: np.ndarray, degree: int, nbr: np.ndarray, vis: np.ndarray
+    run: RunSnapshot,
+    model: LinkSageModel,
+    graph: WalkGraph,
+    own_text: np.ndarray,
+    pin_idx: np.ndarray,
+    domain_idx: int | None,
+    nbr: np.ndarray,
+    vis: np.ndarray,
 ) -> tuple[PageFeatures, list[str]]:
-    """Feature table of K + 1 rows: row 0 the new page, rows 1.. its present neighbours, by the run's content."""
+    """Feature table of K + 1 rows: row 0 the new page, rows 1.. its present neighbours, by the run's content.
+
+    Only row 0's own tokens are read (neighbours enter as text and image), so the board and domain tables
+    are filled for row 0 alone: its pins' boards and its domain, as the run's pages get them.
+    """
     cfg = model.encoder.cfg
     content = run.root / "content"
     page_text_table = np.load(content / "page_text.npy", mmap_mode="r")
@@ -146,7 +157,17 @@ def _features(
     visits = np.zeros((m, len(nbr)), np.float32)
     visits[0] = vis
     degrees = np.zeros(m, np.int64)
-    degrees[0] = degree
+    degrees[0] = len(pin_idx)
+    boards = board_text = None
+    if cfg.board_slots:
+        board_text = np.load(content / "board_text.npy", mmap_mode="r")
+        boards = np.full((m, cfg.board_slots), -1, np.int32)
+        pin_board = graph.csr[("pin", "board")]
+        boards[0] = page_boards(np.array([0, len(pin_idx)]), pin_idx, *pin_board, cfg.board_slots)[0]
+    domain = None
+    if cfg.n_domains:
+        domain = np.full(m, -1, np.int32)
+        domain[0] = -1 if domain_idx is None else domain_idx
     image = has_image = tokens = token_mask = None
     if cfg.image_dim:
         image = np.zeros((m, cfg.image_dim), np.float16)
@@ -166,6 +187,9 @@ def _features(
         image_token_mask=token_mask,
         k=len(nbr),
         degree_bucket_count=model.degree_buckets,
+        boards=boards,
+        board_text=board_text,
+        domain=domain,
     )
     pages = run.need("pages")
     return feats, [pages.url(int(i)) for i in present]

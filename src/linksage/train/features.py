@@ -8,7 +8,6 @@ on the device: no per-sample Python.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -225,8 +224,15 @@ def page_features_from_arrays(
     degree_bucket_count: int = 24,
     names: dict[str, str] | None = None,
     copy: bool = True,
+    boards: np.ndarray | None = None,
+    board_text: np.ndarray | None = None,
+    domain: np.ndarray | None = None,
+    n_domains: int = 0,
 ) -> PageFeatures:
     """Build CPU tables from numpy arrays (memory-mapped or not), checking shapes and neighbour ids.
+
+    ``boards`` (N, S) board_idx (-1 = none) with ``board_text`` (n_boards, Dt) give the board tokens
+    (left out when there are no boards); ``domain`` (N,) domain_idx (-1 = none) the domain token.
 
     ``image_tokens`` (N, M, Di) with ``image_token_mask`` give one token per image; otherwise the mean
     ``image`` (N, Di) is the page's single image slot (a view of the ``nbr_image`` table). ``k`` keeps the
@@ -288,6 +294,7 @@ def page_features_from_arrays(
     else:  # the page's one image slot is its mean image: a view of that table, not a second copy
         slots, slot_mask = nbr_image.unsqueeze(1), has_t.unsqueeze(1)
 
+    with_boards = boards is not None and board_text is not None and len(board_text) > 0
     return PageFeatures(
         text=t(np.asarray(text, dtype=np.float16)),
         image=slots,
@@ -297,6 +304,10 @@ def page_features_from_arrays(
         degree_bucket=t(degree_buckets(degree, degree_bucket_count)),
         neighbours=t(nbr),
         log_visits=t(vis),
+        boards=t(np.asarray(boards, dtype=np.int32)) if with_boards else None,
+        board_text=t(np.asarray(board_text, dtype=np.float16)) if with_boards else None,
+        domain=None if domain is None else t(np.asarray(domain, dtype=np.int32)),
+        n_domains=n_domains,
     )
 
 
@@ -343,23 +354,26 @@ def load_page_features(
         neighbours, visits = load(walk / "neighbours.npy"), load(walk / "visits.npy")
     else:
         neighbours = visits = np.zeros((len(text), 0), np.int32)
-    boards = board_text = None
+    boards = board_text = domain = None
+    n_domains = 0
     board_vectors = content / "board_text.npy"
     if board_slots > 0 and board_vectors.exists() and (graph / "pin__board.indptr.npy").exists():
-        board_text = torch.from_numpy(np.array(np.load(board_vectors), dtype=np.float16))
-        boards = torch.from_numpy(
-            page_boards(
-                indptr,
-                load(graph / "page__pin.indices.npy"),
-                load(graph / "pin__board.indptr.npy"),
-                load(graph / "pin__board.indices.npy"),
-                board_slots,
-            )
+        board_text = np.load(board_vectors)
+        boards = page_boards(
+            indptr,
+            load(graph / "page__pin.indices.npy"),
+            load(graph / "pin__board.indptr.npy"),
+            load(graph / "pin__board.indices.npy"),
+            board_slots,
+        )
+    if domains and (graph / "page__domain.indptr.npy").exists():
+        domain, n_domains = page_domains(
+            load(graph / "page__domain.indptr.npy"), load(graph / "page__domain.indices.npy"), len(text)
         )
     tokens = mask = None
     if image_mode == "each":
         tokens, mask = optional(content / "page_image_tokens.npy"), optional(content / "page_image_mask.npy")
-    feats = page_features_from_arrays(
+    return page_features_from_arrays(
         text,
         np.diff(np.asarray(indptr)),
         neighbours,
@@ -381,15 +395,11 @@ def load_page_features(
             "image_token_mask": str(content / "page_image_mask.npy"),
         },
         copy=copy,
+        boards=boards,
+        board_text=board_text,
+        domain=domain,
+        n_domains=n_domains,
     )
-    if boards is not None and board_text is not None and len(board_text):
-        feats = dataclasses.replace(feats, boards=boards, board_text=board_text)
-    if domains and (graph / "page__domain.indptr.npy").exists():
-        domain, n_domains = page_domains(
-            load(graph / "page__domain.indptr.npy"), load(graph / "page__domain.indices.npy"), len(text)
-        )
-        feats = dataclasses.replace(feats, domain=torch.from_numpy(domain), n_domains=n_domains)
-    return feats
 
 
 def page_domains(indptr: np.ndarray, indices: np.ndarray, n_pages: int) -> tuple[np.ndarray, int]:
