@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -190,21 +191,27 @@ def _too_deep_at(text: str, limit: int) -> int | None:
     return None
 
 
+# trafilatura parses every page with one module-level lxml HTMLParser, and an lxml parser must not be
+# used by two threads at once (the crawler's workers did: a segmentation fault in lxml's fromstring).
+_TRAFILATURA_LOCK = threading.Lock()
+
+
 def _main_text(text: str, url: str) -> str:
     import trafilatura
 
     # Settings measured on the article-extraction benchmark (docs/parsing.md): comments are not the
     # page's content, tables often are; favouring precision keeps boilerplate out of the first few
     # hundred tokens, the only ones a text encoder reads.
-    result = trafilatura.extract(
-        text,
-        url=url,
-        include_comments=False,
-        include_tables=True,
-        favor_precision=True,
-        deduplicate=False,
-        with_metadata=False,
-    )
+    with _TRAFILATURA_LOCK:
+        result = trafilatura.extract(
+            text,
+            url=url,
+            include_comments=False,
+            include_tables=True,
+            favor_precision=True,
+            deduplicate=False,
+            with_metadata=False,
+        )
     return (result or "").strip()
 
 
