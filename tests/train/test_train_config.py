@@ -20,6 +20,8 @@ from linksage.config.train import check_dims
         ("train.batch_size=0", "train.batch_size: must be positive, got 0"),
         ("train.val_fraction=1.5", "train.val_fraction: must be in (0, 1), got 1.5"),
         ('train.split="time"', 'train.split_date: required when train.split = "time"'),
+        ('train.val_split="latest"', 'train.val_split = "latest" needs train.split = "time"'),
+        ('train.val_split="last"', "train.val_split: 'last' is not one of 'random', 'latest'"),
         ('train.image_tokens="all"', "train.image_tokens: 'all' is not one of 'each', 'mean'"),
         ("train.device=tpu", "train.device: expected auto, cpu, cuda or cuda:N, got 'tpu'"),
         ("train.temperature_init=0.001", "train.temperature_init: must satisfy 0 < train.temperature_min"),

@@ -60,6 +60,23 @@ def test_time_split_by_first_seen() -> None:
     assert abs((s == VAL).sum() / (known < cut).sum() - 0.25) < 0.02
 
 
+def test_time_split_latest_validation_is_the_last_pages_before_the_cutoff() -> None:
+    n = 1_000
+    rng = np.random.default_rng(1)
+    first_seen = _ts("2013-01-01") + rng.integers(0, 120 * 86_400, n)
+    cfg = TrainConfig(split="time", split_date="2013-04-01", val_fraction=0.1, val_split="latest")
+    split = split_pages(np.ones(n, int), cfg, first_seen)
+    before = first_seen < _ts("2013-04-01")
+    # reference: sort the pages before the cut-off by first_seen, the last 10% are validation
+    expected = np.flatnonzero(before)[np.argsort(first_seen[before])][-round(before.sum() * 0.1) :]
+    assert sorted(np.flatnonzero(split == VAL)) == sorted(expected)
+    assert first_seen[split == VAL].min() >= first_seen[split == TRAIN].max()
+    assert (split[~before] == TEST).all()
+    random_cfg = TrainConfig(split="time", split_date="2013-04-01", val_fraction=0.1)
+    random = split_pages(np.ones(n, int), random_cfg, first_seen)
+    assert (random == VAL).sum() == (split == VAL).sum() and not np.array_equal(random, split)
+
+
 def test_time_split_needs_dates() -> None:
     cfg = TrainConfig(split="time", split_date="2013-04-01")
     with pytest.raises(InputError, match="needs the first_seen column"):

@@ -77,7 +77,10 @@ def split_pages(
     seen = first_seen[usable]
     before = usable[seen < cutoff]
     after = usable[(seen >= cutoff) & (seen < end if end is not None else True)]
-    order = rng.permutation(before)
+    if cfg.val_split == "latest":  # the pages first seen last before the cut-off (ties: by page index)
+        order = before[np.argsort(-seen[seen < cutoff], kind="stable")]
+    else:
+        order = rng.permutation(before)
     n_val = round(len(order) * cfg.val_fraction)
     split[order[:n_val]] = VAL
     split[order[n_val:]] = TRAIN
