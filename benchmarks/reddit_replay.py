@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         rows.append(row)
         append_row(csv_path, row, dims)
+        plot(rows, dims, out / "replay.png")  # after every day: a run stopped midway still has its plot
         log.event(f"[replay] {day}", **{k: row[k] for k in ("update_s", "new_pages", "queries", "embedded")})
     if rows:
         plot(rows, dims, out / "replay.png")
