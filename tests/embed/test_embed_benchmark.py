@@ -33,5 +33,6 @@ def test_embed_benchmark_sweeps_and_ends_with_one_json_line(
         "embed_write_s",
         "infer_s",
         "write_wait_s",
+        "keys_wait_s",
     }
     assert "cpus" in last["machine"]

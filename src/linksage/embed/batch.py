@@ -5,12 +5,19 @@ features, and its degree plus its neighbours' content fingerprints and visit fea
 (re)embedded when it is new to the store, or its model version or either fingerprint differs from
 its stored row; everything else keeps its stored row bit for bit. The selected pages are embedded
 in chunks on the device and streamed to the store as one upsert (one new version), so host memory
-stays at a few chunks whatever the number of pages. A background thread embeds the next chunk while
-the store writes the previous one.
+stays at a few chunks whatever the number of pages. A background thread writes each chunk to the store
+while this one embeds the next.
+
+When every checked page is embedded whatever its fingerprints (an empty store: a first fill; or
+``reembed_all``), the fingerprints are only columns of the rows written: they are computed in a
+background thread beside the upload and inference, and joined before the first record batch is built.
+Otherwise the diff needs them first, and they are computed in front of inference. Both orders write the
+same rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import queue
@@ -39,6 +46,13 @@ from linksage.train.infer import MODEL_FILE, PageEmbedder, load_model
 T = TypeVar("T")
 R = TypeVar("R")
 
+# Compute the fingerprints beside inference when every checked page is embedded anyway (tests turn it off
+# to compare with the keys-first order, which must write the same store).
+_KEYS_BESIDE_INFERENCE = True
+# Chunks embedded ahead of the fingerprints, held until they are there: meanwhile write_behind's queue (2)
+# and its writer (1) are idle, so host memory peaks as in the steady state.
+_LOOKAHEAD = 3
+
 
 @dataclass
 class PageKeys:
@@ -49,10 +63,6 @@ class PageKeys:
     content_fp: np.ndarray  # (n,) uint64
     neighbour_fp: np.ndarray  # (n,) uint64
     rows: np.ndarray | None = None  # (n,) int64 page_idx of each row when only some pages were keyed
-
-    def page_idx(self, positions: np.ndarray) -> np.ndarray:
-        """page_idx of rows ``positions`` of these keys."""
-        return positions if self.rows is None else self.rows[positions]
 
 
 @dataclass
@@ -111,8 +121,7 @@ def page_keys(
     Every hash is of one page's own rows (and its neighbours' content), so the keys of ``rows`` equal those
     rows of the keys of every page; page ids are still checked unique over all pages.
     """
-    if len(url) != features.n_pages:
-        raise InputError(f"has {len(url)} pages, the page feature tables have {features.n_pages}", file=source)
+    check_page_count(url, features, source)
     ids = page_ids(url)
     uniq, counts = np.unique(ids, return_counts=True)
     if len(uniq) != len(ids):
@@ -157,6 +166,11 @@ def page_keys(
         neighbour_fp=neighbour_fp,
         rows=rows,
     )
+
+
+def check_page_count(url: pa.Array, features: PageFeatures, source: Path | None = None) -> None:
+    if len(url) != features.n_pages:
+        raise InputError(f"has {len(url)} pages, the page feature tables have {features.n_pages}", file=source)
 
 
 def content_fingerprints(features: PageFeatures, rows: np.ndarray | None = None) -> np.ndarray:
@@ -246,63 +260,94 @@ def embed_into_store(
     url, first_seen = read_pages(run_dir)
     timings["load_s"] = time.perf_counter() - t0
 
-    # The tables go to the device in a background thread while this one fingerprints the pages (both read
-    # the same memory-mapped tables; the hash kernels and torch's copies release the GIL).
-    t0 = time.perf_counter()
-    upload: _Background[PageFeatures] = _Background(lambda: features.to(device), "embed-upload")
-    try:
-        rows = None if candidates is None or cfg.reembed_all else np.unique(np.asarray(candidates, np.int64))
-        keys = page_keys(url, features, run_dir / "ingest" / "pages.parquet", rows)
-        store = EmbeddingStore.open_or_create(store_path, model.output_dim)
-        todo = np.arange(len(keys.page_id)) if cfg.reembed_all else pages_to_embed(store, keys, version)  # rows of keys
-        timings["fingerprint_s"] = time.perf_counter() - t0
-    finally:
-        on_device = upload.result()
-    timings["upload_s"] = upload.seconds
-    day = day or cfg.day or default_day(first_seen)
     n_pages = len(url)
-    log.event(
-        "[embed] pages to embed",
-        pages=n_pages,
-        checked=len(keys.page_id),
-        selected=len(todo),
-        store_version=store.version,
-    )
+    source = run_dir / "ingest" / "pages.parquet"
+    rows = None if candidates is None or cfg.reembed_all else np.unique(np.asarray(candidates, np.int64))
+    n_checked = n_pages if rows is None else len(rows)
+    check_page_count(url, features, source)  # before any page is embedded, whichever order runs below
 
-    t0 = time.perf_counter()
-    batch_size = batch_size_for(cfg, device)
-    mode = compile_mode_for(cfg, device, len(todo))
-    embedder = PageEmbedder(model, on_device, device, bf16, compile=mode)
-    infer_s = [0.0]
+    # The tables go to the device in a background thread while this one fingerprints the pages (both read
+    # the same memory-mapped tables; the hash kernels and torch's copies release the GIL). When every
+    # checked page is embedded anyway (an empty store, or reembed_all), the fingerprints are not needed
+    # until the first record batch: they are computed in a third thread, beside the upload and inference.
+    # Every thread is joined on the way out, also when something failed (its error is the one raised).
+    with contextlib.ExitStack() as threads:
+        t0 = time.perf_counter()
+        upload = threads.enter_context(_Background(lambda: features.to(device), "embed-upload"))
+        keying = threads.enter_context(_Background(lambda: page_keys(url, features, source, rows), "embed-keys"))
+        store = EmbeddingStore.open_or_create(store_path, model.output_dim)
+        keys_first_s: float | None = None
+        if _KEYS_BESIDE_INFERENCE and (cfg.reembed_all or store.count() == 0):  # the count: no keys read
+            todo = np.arange(n_checked)  # rows of keys: every one, so the keys can come later
+        else:
+            keys = keying.result()
+            todo = np.arange(n_checked) if cfg.reembed_all else pages_to_embed(store, keys, version)
+            keys_first_s = time.perf_counter() - t0
+        on_device = upload.result()
+        day = day or cfg.day or default_day(first_seen)
+        log.event(
+            "[embed] pages to embed",
+            pages=n_pages,
+            checked=n_checked,
+            selected=len(todo),
+            store_version=store.version,
+        )
 
-    def chunk_batches() -> Iterator[pa.RecordBatch]:
-        for lo in range(0, len(todo), cfg.chunk_rows):
-            chunk = todo[lo : lo + cfg.chunk_rows]  # rows of keys
+        t0 = time.perf_counter()
+        batch_size = batch_size_for(cfg, device)
+        mode = compile_mode_for(cfg, device, len(todo))
+        embedder = PageEmbedder(model, on_device, device, bf16, compile=mode)
+        infer_s, keys_wait_s = [0.0], [0.0]
+
+        def record_batches(held: list[tuple[np.ndarray, np.ndarray]]) -> Iterator[pa.RecordBatch]:
+            """The store rows of the chunks embedded in ``held`` (which this empties), once the keys are there."""
             t = time.perf_counter()
-            emb = embedder.embed(keys.page_idx(chunk), batch_size=batch_size)  # (c, dim) float32 unit rows
-            infer_s[0] += time.perf_counter() - t
-            yield make_batch(
-                keys.page_id[chunk],
-                keys.url.take(pa.array(chunk)),
-                emb,
-                version,
-                keys.content_fp[chunk],
-                keys.neighbour_fp[chunk],
-                day,
-            )
-            bar.update(len(chunk))
+            ready = keying.result()  # raises the fingerprinting's own error, with its traceback
+            keys_wait_s[0] += time.perf_counter() - t
+            while held:
+                chunk, emb = held.pop(0)
+                yield make_batch(
+                    ready.page_id[chunk],
+                    ready.url.take(pa.array(chunk)),
+                    emb,
+                    version,
+                    ready.content_fp[chunk],
+                    ready.neighbour_fp[chunk],
+                    day,
+                )
+                bar.update(len(chunk))
 
-    bar = log.progress(total=len(todo), desc="embed", unit="page")
-    try:
-        # the model runs in this thread; Lance writes chunk i in the background while chunk i+1 is embedded
-        result, wait = write_behind(lambda batches: store.upsert(batches, day, cfg.write_parallelism), chunk_batches())
-    finally:
-        bar.close()
+        def chunk_batches() -> Iterator[pa.RecordBatch]:
+            held: list[tuple[np.ndarray, np.ndarray]] = []  # embedded while the keys are computed: _LOOKAHEAD
+            for lo in range(0, len(todo), cfg.chunk_rows):
+                chunk = todo[lo : lo + cfg.chunk_rows]  # rows of keys
+                t = time.perf_counter()
+                emb = embedder.embed(chunk if rows is None else rows[chunk], batch_size=batch_size)  # (c, dim)
+                infer_s[0] += time.perf_counter() - t
+                held.append((chunk, emb))
+                if len(held) >= _LOOKAHEAD or keying.done():
+                    yield from record_batches(held)
+            yield from record_batches(held)  # also when nothing was embedded: the keys' error, if any, is raised
+
+        bar = log.progress(total=len(todo), desc="embed", unit="page")
+        try:
+            # the model runs in this thread; Lance writes chunk i in the background while chunk i+1 is embedded
+            result, wait = write_behind(
+                lambda batches: store.upsert(batches, day, cfg.write_parallelism), chunk_batches()
+            )
+        finally:
+            bar.close()
     if not result.committed:
         store.tag_day(day)  # nothing changed: this day's state is the newest version
+    # Seconds, in order: load_s; then either fingerprint_s (the keys and the diff) with upload_s beside it, both in
+    # front of inference, or (an empty store, reembed_all) upload_s in front of inference and fingerprint_s (the
+    # keys alone) beside upload_s and embed_write_s, keys_wait_s the part of it that inference did not hide.
+    timings["fingerprint_s"] = keying.seconds if keys_first_s is None else keys_first_s
+    timings["upload_s"] = upload.seconds
     timings["embed_write_s"] = time.perf_counter() - t0  # inference and store writes, overlapped
     timings["infer_s"] = infer_s[0]  # of which the model
     timings["write_wait_s"] = wait  # of which waiting for the store: the writes not hidden behind inference
+    timings["keys_wait_s"] = keys_wait_s[0]  # of which waiting for the fingerprints (0 when they came first)
     return EmbedReport(
         pages=n_pages,
         embedded=len(todo),
@@ -313,12 +358,13 @@ def embed_into_store(
         timings=timings,
         compile_mode=mode,
         batch_size=batch_size,
-        checked=None if keys.rows is None else len(keys.rows),
+        checked=None if rows is None else len(rows),
     )
 
 
 class _Background(Generic[T]):
-    """``fn()`` in a thread; ``result()`` joins it and returns its value or raises its error."""
+    """``fn()`` in a thread; ``result()`` joins it and returns its value or raises its error. As a context
+    manager, it is joined on the way out."""
 
     def __init__(self, fn: Callable[[], T], name: str) -> None:
         self._fn = fn
@@ -335,6 +381,15 @@ class _Background(Generic[T]):
         except BaseException as exc:  # handed to result()
             self._error.append(exc)
         self.seconds = time.perf_counter() - t0
+
+    def __enter__(self) -> _Background[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.join()  # without raising fn's error: result() raises it
+
+    def done(self) -> bool:
+        return not self._thread.is_alive()
 
     def result(self) -> T:
         self._thread.join()
