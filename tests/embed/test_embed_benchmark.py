@@ -34,5 +34,6 @@ def test_embed_benchmark_sweeps_and_ends_with_one_json_line(
         "infer_s",
         "write_wait_s",
         "keys_wait_s",
+        "total_s",
     }
     assert "cpus" in last["machine"]

@@ -248,7 +248,7 @@ def embed_into_store(
     day passes the pages it touched, when the store held the run's previous state); None checks every page.
     """
     timings: dict[str, float] = {}
-    t0 = time.perf_counter()
+    started = t0 = time.perf_counter()
     model_dir = model_dir or run_dir / "train"
     device = resolve_device(cfg.device)
     if cfg.threads:
@@ -348,6 +348,7 @@ def embed_into_store(
     timings["infer_s"] = infer_s[0]  # of which the model
     timings["write_wait_s"] = wait  # of which waiting for the store: the writes not hidden behind inference
     timings["keys_wait_s"] = keys_wait_s[0]  # of which waiting for the fingerprints (0 when they came first)
+    timings["total_s"] = time.perf_counter() - started  # wall time of the whole call, whichever the order
     return EmbedReport(
         pages=n_pages,
         embedded=len(todo),
