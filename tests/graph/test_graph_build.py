@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from graph_world import unit, write_content, write_ingest
 
-from linksage.config import Config, GraphConfig
+from linksage.config import Config, ConfigError, GraphConfig, load_config
 from linksage.errors import InputError
 from linksage.graph.build import build_graph, read_inputs
 from linksage.graph.csr import load_csr
@@ -57,6 +57,20 @@ def test_build_filters_clusters_and_keeps_indices(tmp_path: Path) -> None:
     assert page_pin[0][-1] == 8 and page_pin[0][5] == page_pin[0][6]  # page 5 keeps its index, no edges
     assert t["edges_pin_board"] == 4  # the duplicate membership counted once
     assert t["edges_page_domain"] == 4
+
+
+def test_the_configured_near_duplicate_method_clusters_the_pins(tmp_path: Path) -> None:
+    ingest, content = world(tmp_path)
+    inputs = read_inputs(ingest, content)
+    base = GraphConfig(cohesion_threshold=0.3, near_duplicate_exact_max=0)  # beyond the flat index: the method
+    graph = build_graph(inputs, base)
+    assert graph.metrics["near_duplicates"]["method"] == "cells"
+    assert graph.pin_cluster.tolist() == [-1, -1, 0, -1, -1, 0, -1, -1, -1]
+    exact = build_graph(inputs, dataclasses.replace(base, near_duplicate_exact_max=10_000))
+    assert exact.metrics["near_duplicates"]["method"] == "knn"  # the flat index, whatever the method
+    assert exact.pin_cluster.tolist() == graph.pin_cluster.tolist()
+    with pytest.raises(ConfigError, match=r"graph\.near_duplicate_method: 'lsh' is not one of 'cells', 'knn'"):
+        load_config(None, ['graph.near_duplicate_method="lsh"'])
 
 
 def test_min_degree_drops_nodes_but_not_indices(tmp_path: Path) -> None:
@@ -122,8 +136,6 @@ def test_missing_column_is_named(tmp_path: Path) -> None:
 
 
 def test_config_errors_name_key_and_value() -> None:
-    from linksage.config import ConfigError, load_config
-
     with pytest.raises(ConfigError, match=r"graph.hub_cap: must be >= 1, got 0"):
         load_config(None, ["graph.hub_cap=0"])
     with pytest.raises(ConfigError, match=r"graph.near_duplicate_threshold: must be in \(0, 1\], got 1.5"):

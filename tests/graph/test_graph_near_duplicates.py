@@ -11,7 +11,7 @@ from graph_world import unit
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from linksage.graph import near_duplicates as nd
+from linksage.graph import near_duplicate_cells
 from linksage.graph.near_duplicates import near_duplicate_clusters
 
 
@@ -167,7 +167,7 @@ def test_cells_one_giant_group_of_near_identical_vectors() -> None:
 
 def test_cells_oversized_cells_are_split(monkeypatch: pytest.MonkeyPatch) -> None:
     # Split every cell over 1.5 times the mean size by a second k-means level: the same clusters.
-    monkeypatch.setattr(nd, "CELL_SPLIT", 1.5)
+    monkeypatch.setattr(near_duplicate_cells, "CELL_SPLIT", 1.5)
     x = planted(6, 4_000, [600, 3, 4, 5, 8], noise=(0.005, 0.005))
     result = near_duplicate_clusters(x, 0.9, exact_max=0)
     assert result.stats["split_cells"] > 0

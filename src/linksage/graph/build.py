@@ -140,6 +140,7 @@ def build_graph(inputs: GraphInputs, cfg: GraphConfig) -> Graph:
             pca_dim=cfg.near_duplicate_pca,
             seed=cfg.seed,
             threads=cfg.threads,
+            method=cfg.near_duplicate_method,
         )
         pin_cluster, n_clusters = dups.pin_cluster, dups.n_clusters
         metrics["near_duplicates"] = dups.stats
