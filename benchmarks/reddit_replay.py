@@ -183,6 +183,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     rows = read_rows(csv_path)  # days replayed by an earlier (interrupted) invocation are kept, not redone
     done = {r["day"] for r in rows}
     dims = load_model(args.run_dir / "train").dims
+    replayed = False
     for day, path in files:
         if day in done:
             continue
@@ -205,8 +206,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         rows.append(row)
         append_row(csv_path, row, dims)
         plot(rows, dims, out / "replay.png")  # after every day: a run stopped midway still has its plot
+        replayed = True
         log.event(f"[replay] {day}", **{k: row[k] for k in ("update_s", "new_pages", "queries", "embedded")})
-    if rows:
+    if rows and not replayed:  # every day was replayed by an earlier invocation: plot them again
         plot(rows, dims, out / "replay.png")
     top = f"recall@100_d{dims[-1]}"
     scored = [r for r in rows if top in r]

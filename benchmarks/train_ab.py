@@ -36,10 +36,10 @@ import torch
 from _machine import machine
 from linksage import log
 from linksage.config import ConfigError, load_config
+from linksage.evaluate.baselines import TRAIN_UPSTREAM
 from linksage.pipeline import run_stages
 from linksage.rundir import RunDir
 
-UPSTREAM = ("ingest", "content", "graph", "walk")
 SLICES = ("opaque", "readable", "unseen_domains")
 QUICK = ("evaluate.baselines=[]", "store.build_index=false")
 
@@ -60,11 +60,11 @@ def parse_variant(text: str) -> tuple[str, list[str]]:
 def link_upstream(src: Path, dst: Path) -> None:
     """Hard-link the upstream stages' folders of ``src`` into ``dst`` (each appears whole or not at all)."""
     source = RunDir(src)
-    missing = [s for s in UPSTREAM if source.manifest(s) is None]
+    missing = [s for s in TRAIN_UPSTREAM if source.manifest(s) is None]
     if missing:
         raise ConfigError(f"{src}: stages {missing} have not completed; run them first (linksage run walk ...)")
     dst.mkdir(parents=True, exist_ok=True)
-    for stage in UPSTREAM:
+    for stage in TRAIN_UPSTREAM:
         target = dst / stage
         if target.exists():
             continue

@@ -75,10 +75,11 @@ def split_pages(
     cutoff = int(parse_date("split_date", cfg.split_date).timestamp())
     end = int(parse_date("split_end", cfg.split_end).timestamp()) if cfg.split_end else None
     seen = first_seen[usable]
-    before = usable[seen < cutoff]
-    after = usable[(seen >= cutoff) & (seen < end if end is not None else True)]
+    is_before = seen < cutoff
+    before = usable[is_before]
+    after = usable[~is_before & (seen < end if end is not None else True)]
     if cfg.val_split == "latest":  # the pages first seen last before the cut-off (ties: by page index)
-        order = before[np.argsort(-seen[seen < cutoff], kind="stable")]
+        order = before[np.argsort(-seen[is_before], kind="stable")]
     else:
         order = rng.permutation(before)
     n_val = round(len(order) * cfg.val_fraction)
