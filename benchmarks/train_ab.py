@@ -126,9 +126,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         raise ConfigError(f"--variant: names must be distinct, got {names}")
     ab_dir = args.ab_dir or args.run_dir.with_name(args.run_dir.name + "-ab")
     extra = [] if args.baselines else list(QUICK)
+    configs = {}  # every variant's config is checked before the first one trains: a typo fails at once
+    for name, overrides in variants:
+        try:
+            configs[name] = load_config(args.config, [*args.overrides, *extra, *overrides])
+        except ConfigError as exc:
+            raise ConfigError(f"--variant {name}: {exc}") from exc
     rows = []
     for name, overrides in variants:
-        cfg = load_config(args.config, [*args.overrides, *extra, *overrides])
+        cfg = configs[name]
         run_dir = ab_dir / name
         seconds = None
         if RunDir(run_dir).manifest("evaluate") is None:

@@ -39,6 +39,14 @@ def test_variant_syntax(bench: ModuleType) -> None:
             bench.parse_variant(bad)
 
 
+def test_a_bad_variant_fails_before_any_variant_trains(bench, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    args = ["--config", str(ROOT / "configs" / "demo.toml"), "--run-dir", str(tmp_path / "run")]
+    args += ["--variant", "good: train.lr=0.01", "--variant", "typo: train.lrr=0.01"]
+    with pytest.raises(ConfigError, match=r"--variant typo: unknown config key 'train.lrr'"):
+        bench.main(args)
+    assert not (tmp_path / "run-ab").exists()  # nothing was linked or trained for the good variant
+
+
 def test_ab_links_upstream_trains_each_variant_and_resumes(
     bench,
     tmp_path: Path,
