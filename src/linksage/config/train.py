@@ -109,8 +109,6 @@ class TrainConfig:
             )
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"train.val_fraction: must be in (0, 1), got {self.val_fraction}")
-        if self.val_split not in ("random", "latest"):
-            raise ConfigError(f'train.val_split: must be "random" or "latest", got {self.val_split!r}')
         if self.val_split == "latest" and self.split != "time":
             raise ConfigError(
                 f'train.val_split = "latest" needs train.split = "time" (pages ordered by first_seen), '

@@ -64,7 +64,7 @@ class CellPairs:
         self.nlist = int(np.clip(np.sqrt(n / 2), 1, 65_536))  # fewer, larger cells than 4 sqrt(n) IVF lists
 
     def pairs(self) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-        with _single_threaded_blas() as single, ThreadPoolExecutor(self.workers if single else 1) as pool:
+        with blas_threads(1) as single, ThreadPoolExecutor(self.workers if single else 1) as pool:
             self.map = pool.map
             return self._pairs()
 
@@ -108,7 +108,6 @@ class CellPairs:
         a, b = np.concatenate([e[0] for e in edges]), np.concatenate([e[1] for e in edges])
         a, b = np.minimum(a, b), np.maximum(a, b)
         key = np.unique(a * len(self.rows) + b)  # a pair found from both of its cells counts once
-        sizes = np.array([len(m) for m in members])
         pca = f"pca{self.dim}," if self.dim < self.vectors.shape[1] else ""
         stats = {
             "index": f"{pca}cells{self.nlist},nprobe{self.nprobe}",
@@ -299,14 +298,14 @@ def _touched(n: int, edges: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _single_threaded_blas() -> Iterator[bool]:
-    """numpy's BLAS on one thread inside (yields True), or as it is where threadpoolctl is missing (False)."""
+def blas_threads(threads: int) -> Iterator[bool]:
+    """numpy's BLAS on ``threads`` threads inside (yields True), or as it is where threadpoolctl is missing (False)."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
         yield False
         return
-    with threadpool_limits(1, user_api="blas"):
+    with threadpool_limits(threads, user_api="blas"):
         yield True
 
 

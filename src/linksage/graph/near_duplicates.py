@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from linksage.graph.near_duplicate_cells import CellPairs
+from linksage.graph.near_duplicate_cells import CellPairs, blas_threads
 
 BATCH = 8_192  # query vectors per faiss call
 METHODS = ("cells", "knn")
@@ -127,12 +127,7 @@ def _threads(threads: int) -> Iterator[None]:
     import faiss
 
     faiss.omp_set_num_threads(threads)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # only numpy's BLAS is left at its default
-        yield
-        return
-    with threadpool_limits(threads, user_api="blas"):
+    with blas_threads(threads):  # without threadpoolctl, numpy's BLAS is left at its default
         yield
 
 

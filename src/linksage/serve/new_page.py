@@ -167,7 +167,8 @@ def _features(
     domain = None
     if cfg.n_domains:
         domain = np.full(m, -1, np.int32)
-        domain[0] = -1 if domain_idx is None else domain_idx
+        if domain_idx is not None:
+            domain[0] = domain_idx
     image = has_image = tokens = token_mask = None
     if cfg.image_dim:
         image = np.zeros((m, cfg.image_dim), np.float16)
