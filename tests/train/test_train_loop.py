@@ -6,6 +6,7 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from train_world import encoder_for, planted_world, train_data
@@ -13,6 +14,7 @@ from train_world import encoder_for, planted_world, train_data
 from linksage.config.train import TrainConfig
 from linksage.train.logs import read_tensorboard_scalars
 from linksage.train.loop import Trainer
+from linksage.train.target_space import LearnedRotation, identity_rotation, to_target_space
 
 CPU = torch.device("cpu")
 
@@ -85,6 +87,44 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path) -
     assert rows_a == rows_b and len(rows_a) == 30
     tb_b = read_tensorboard_scalars(next((tmp_path / "b" / "tensorboard").iterdir()))
     assert [s for s, t, _ in tb_b if t == "train/loss"] == list(range(1, 31))
+
+
+def test_a_learned_rotation_resumes_exactly_and_is_orthogonal(tmp_path: Path) -> None:
+    world = planted_world(n_pages=300, k=6)
+    cfg = _cfg(steps=20, target_rotation="learned")
+    data, _ = train_data(world, cfg)
+    full = to_target_space(world.pin_target, identity_rotation(world.pin_target.shape[1]))
+    data.targets = torch.from_numpy(full)  # the stage hands a learned rotation the full-size targets
+    dim = full.shape[1]
+
+    def trainer(work: Path) -> Trainer:
+        model = encoder_for(data, cfg)
+        return Trainer(
+            cfg, data, model, device=CPU, work_dir=work, checkpoint_key="k", rotation=LearnedRotation(dim, 32)
+        )
+
+    whole = trainer(tmp_path / "a")
+    ref = whole.fit()
+
+    def crash_at_13(done: int) -> None:
+        if done == 13:
+            raise Crash
+
+    with pytest.raises(Crash):
+        trainer(tmp_path / "b").fit(on_step=crash_at_13)
+    resumed = trainer(tmp_path / "b")
+    fit = resumed.fit()
+    assert fit.resumed_from == 10 and fit.best_recall == ref.best_recall
+    assert whole.rotation is not None and resumed.rotation is not None
+    q = whole.rotation.numpy()
+    assert not np.allclose(q, np.eye(dim), atol=1e-3)  # trained, not left at its start
+    np.testing.assert_allclose(q.T @ q, np.eye(dim), atol=1e-5)
+    np.testing.assert_array_equal(q, resumed.rotation.numpy())
+    # evaluation scores the pool through the rotation: the saved matrix gives the same targets
+    pins = torch.arange(5)
+    torch.testing.assert_close(
+        whole.targets(pins), data.targets[:5] @ torch.from_numpy(q[:, :32]), atol=1e-5, rtol=1e-5
+    )
 
 
 def test_a_checkpoint_of_another_config_is_ignored(tmp_path: Path) -> None:

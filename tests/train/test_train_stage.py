@@ -21,6 +21,7 @@ from linksage.train.infer import PageEmbedder, embed_pages, load_model, pin_vect
 from linksage.train.logs import read_tensorboard_scalars
 from linksage.train.pairs import TEST, TRAIN, UNUSED, VAL
 from linksage.train.stage import run
+from linksage.train.target_space import pca_rotation
 
 SMALL = [
     "train.dims=[8, 16, 32]",
@@ -127,6 +128,16 @@ def test_time_split_and_content_only_baseline(run_dir: Path) -> None:
     assert (split[first_seen >= cut] == TEST).all() and np.isin(split[first_seen < cut], [TRAIN, VAL]).all()
     assert result.counts["train_pairs_dropped_future_pins"] > 0  # pins after the cut-off of earlier pages
     assert load_model(out).neighbours == 0 and result.metrics["tokens"] == 3
+
+
+def test_a_learned_rotation_is_saved_as_one_orthogonal_matrix(run_dir: Path) -> None:
+    result, out = _run(run_dir, ['train.target_rotation="learned"'])
+    model = load_model(out)
+    targets = np.load(run_dir / "content" / "pin_target.npy")
+    q = model.rotation
+    np.testing.assert_allclose(q.T @ q, np.eye(len(q)), atol=1e-5)
+    assert np.abs(q - pca_rotation(targets)).max() > 1e-4  # PCA, turned further by training
+    assert set(result.metrics["test_recall@100"]) == {"8", "16", "32"}
 
 
 def test_dims_larger_than_the_targets_are_refused(run_dir: Path) -> None:

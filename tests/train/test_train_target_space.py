@@ -1,10 +1,11 @@
-"""The PCA rotation of the target space: orthogonal, cosine-preserving, variance-ordered, deterministic."""
+"""The target space's rotations: orthogonal and cosine-preserving; PCA variance-ordered and deterministic."""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from linksage.train.target_space import pca_rotation, to_target_space
+from linksage.train.target_space import LearnedRotation, pca_rotation, to_target_space
 
 
 def _targets(n: int = 2000, dim: int = 16, seed: int = 0) -> np.ndarray:
@@ -38,3 +39,22 @@ def test_deterministic_and_prefix_normalised() -> None:
     p = to_target_space(t, pca_rotation(t), dim=4, chunk=300)
     assert p.shape == (2000, 4)
     np.testing.assert_allclose(np.linalg.norm(p, axis=1), 1.0, atol=1e-5)
+
+
+def test_learned_rotation_starts_at_identity_and_stays_orthogonal() -> None:
+    torch.manual_seed(0)
+    rot = LearnedRotation(16, 8)
+    x = torch.randn(50, 16)
+    torch.testing.assert_close(rot(x), x[:, :8])  # W = 0: no turn yet
+    opt = torch.optim.SGD(rot.parameters(), lr=0.5)
+    for _ in range(5):  # large steps that pull the prefix towards a random direction
+        loss = -(rot(x)[:, 0] * x[:, 3]).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    q = rot.numpy()
+    assert not np.allclose(q, np.eye(16), atol=1e-2)  # it moved
+    np.testing.assert_allclose(q.T @ q, np.eye(16), atol=1e-5)
+    full = x.numpy() @ q  # full-size dot products unchanged
+    np.testing.assert_allclose(full @ full.T, x.numpy() @ x.numpy().T, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(rot(x), torch.from_numpy(full[:, :8]), rtol=1e-4, atol=1e-4)

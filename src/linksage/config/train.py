@@ -33,7 +33,9 @@ class TrainConfig:
     logq_correction: bool = False  # subtract log sampling probability from negatives' logits
     temperature_init: float = 0.07
     temperature_min: float = 0.01  # the learned temperature is clamped to [temperature_min, 1]
-    target_rotation: Literal["pca", "none"] = "pca"
+    # "pca": the targets' principal axes (leading coordinates vary most); "learned": those axes turned further
+    # by an orthogonal matrix trained with the encoder, so that each prefix keeps what retrieves best
+    target_rotation: Literal["pca", "none", "learned"] = "pca"
 
     # Optimisation.
     steps: int = 2_000

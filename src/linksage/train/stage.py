@@ -38,7 +38,7 @@ from linksage.train.pairs import (
     positive_pairs,
     split_pages,
 )
-from linksage.train.target_space import identity_rotation, pca_rotation, to_target_space
+from linksage.train.target_space import LearnedRotation, identity_rotation, pca_rotation, to_target_space
 
 UNKNOWN_TIME = np.iinfo(np.int64).min
 UPSTREAM = ("ingest", "content", "graph", "walk")
@@ -79,9 +79,11 @@ def run(ctx: StageContext) -> StageResult:
 
     t = time.perf_counter()
     rotation = (
-        pca_rotation(targets, seed=cfg.seed) if cfg.target_rotation == "pca" else identity_rotation(targets.shape[1])
+        identity_rotation(targets.shape[1]) if cfg.target_rotation == "none" else pca_rotation(targets, seed=cfg.seed)
     )
-    target_space = torch.from_numpy(to_target_space(targets, rotation, cfg.output_dim))
+    learned = LearnedRotation(targets.shape[1], cfg.output_dim) if cfg.target_rotation == "learned" else None
+    # a learned rotation turns the PCA-rotated full-size targets on each step; else they are fixed here
+    target_space = torch.from_numpy(to_target_space(targets, rotation, None if learned else cfg.output_dim))
     features = load_page_features(
         root,
         k=cfg.neighbours,
@@ -135,6 +137,7 @@ def run(ctx: StageContext) -> StageResult:
         compile=cfg.compile,
         work_dir=ctx.work,
         checkpoint_key=_checkpoint_key(ctx),
+        rotation=None if learned is None else learned.to(device),
     )
     t = time.perf_counter()
     fit = trainer.fit()
@@ -143,6 +146,8 @@ def run(ctx: StageContext) -> StageResult:
     t = time.perf_counter()
     test_recall = _test_recall(trainer, by_split[TEST], n_pins, cfg, device)
     timings["test_eval_s"] = time.perf_counter() - t
+    if learned is not None:  # the saved rotation takes raw targets to the trained space: PCA, then learned
+        rotation = (rotation.astype(np.float64) @ learned.numpy().astype(np.float64)).astype(np.float32)
     _write_outputs(ctx, cfg, model, rotation, split, fit, targets.shape[1])
     scales = model.logit_scales(cfg.temperature_min).tolist()
     return StageResult(

@@ -2,12 +2,16 @@
 
 The rotation is orthogonal and applied to the uncentred vectors, so cosines between full-size vectors are
 unchanged; only *prefixes* (the Matryoshka dims) see the difference: a d-prefix keeps the d directions of
-largest variance instead of d arbitrary ones.
+largest variance instead of d arbitrary ones. ``LearnedRotation`` goes one step further: an orthogonal
+matrix trained with the encoder, so that each prefix keeps the directions that retrieve best rather than
+those that vary most (``train.target_rotation = "learned"``, starting from the PCA axes).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
+from torch import Tensor, nn
 
 
 def pca_rotation(targets: np.ndarray, max_rows: int = 200_000, seed: int = 0) -> np.ndarray:
@@ -46,3 +50,32 @@ def to_target_space(
         rotated = np.asarray(targets[lo : lo + chunk], dtype=np.float32) @ basis
         out[lo : lo + chunk] = rotated / np.maximum(np.linalg.norm(rotated, axis=1, keepdims=True), 1e-12)
     return out
+
+
+class LearnedRotation(nn.Module):
+    """An orthogonal (D, D) matrix ``matrix_exp(W - W^T)``, trained with the encoder; W = 0 at the start.
+
+    The exponential of a skew-symmetric matrix is orthogonal for every W, so the trained space stays an
+    exact rotation of the input space (full-size cosines unchanged) whatever the optimiser does; only
+    which directions the leading coordinates hold is learned. ``forward`` rotates (n, D) vectors and
+    keeps the first ``out_dim`` coordinates.
+    """
+
+    def __init__(self, dim: int, out_dim: int) -> None:
+        super().__init__()
+        if not 0 < out_dim <= dim:
+            raise ValueError(f"out_dim {out_dim} must be in 1..{dim}")
+        self.out_dim = out_dim
+        self.skew = nn.Parameter(torch.zeros(dim, dim))
+
+    def matrix(self) -> Tensor:
+        return torch.linalg.matrix_exp(self.skew - self.skew.T)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x @ self.matrix()[:, : self.out_dim].to(x.dtype)
+
+    @torch.no_grad()
+    def numpy(self) -> np.ndarray:
+        """The (D, D) rotation in float64 arithmetic, as float32 (orthogonal to float32 precision)."""
+        skew = self.skew.detach().double().cpu()
+        return torch.linalg.matrix_exp(skew - skew.T).float().numpy()
