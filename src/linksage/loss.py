@@ -15,17 +15,22 @@ from torch import Tensor
 from linksage.config.train import check_dims
 
 
-def false_negative_mask(pos_pins: Tensor, pos_pages: Tensor, cand_pins: Tensor) -> Tensor:
+def false_negative_mask(
+    pos_pins: Tensor, pos_pages: Tensor, cand_pins: Tensor, cand_pages: Tensor | None = None
+) -> Tensor:
     """(B, C) bool, True = drop this candidate from row i's softmax.
 
     Drops, except at row i's own positive column i: any other column holding row i's positive pin,
     in-batch columns of the same page (another positive of row i), and every repeat of a pin already
-    seen at an earlier column, so each row scores each distinct pin once.
+    seen at an earlier column, so each row scores each distinct pin once. With ``cand_pages`` (C,), the
+    page each candidate pin links to (-1 = none), also every other column whose pin links to row i's page.
     """
     B = pos_pins.shape[0]
     same_pin = cand_pins[None, :] == pos_pins[:, None]  # (B, C)
     same_page = torch.zeros_like(same_pin)
     same_page[:, :B] = pos_pages[None, :] == pos_pages[:, None]  # (B, B)
+    if cand_pages is not None:  # e.g. a same-board negative that is another of the page's own pins
+        same_page |= cand_pages[None, :] == pos_pages[:, None]
     order = torch.sort(cand_pins, stable=True).indices  # (C,)
     sorted_pins = cand_pins[order]
     repeat_sorted = torch.zeros_like(cand_pins, dtype=torch.bool)

@@ -11,9 +11,10 @@ import pytest
 import torch
 from train_world import encoder_for, planted_world, train_data
 
+from linksage.config import ConfigError
 from linksage.config.train import TrainConfig
 from linksage.train.logs import read_tensorboard_scalars
-from linksage.train.loop import Trainer
+from linksage.train.loop import BoardPins, Trainer
 from linksage.train.target_space import LearnedRotation, identity_rotation, to_target_space
 
 CPU = torch.device("cpu")
@@ -125,6 +126,53 @@ def test_a_learned_rotation_resumes_exactly_and_is_orthogonal(tmp_path: Path) ->
     torch.testing.assert_close(
         whole.targets(pins), data.targets[:5] @ torch.from_numpy(q[:, :32]), atol=1e-5, rtol=1e-5
     )
+
+
+def _board_pins(pin_board: np.ndarray) -> BoardPins:
+    order = np.argsort(pin_board, kind="stable")
+    order = order[pin_board[order] >= 0]
+    counts = np.bincount(pin_board[order], minlength=int(pin_board.max()) + 1)
+    return BoardPins(
+        pin_board=torch.from_numpy(pin_board.astype(np.int64)),
+        indptr=torch.from_numpy(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)),
+        pins=torch.from_numpy(order.astype(np.int64)),
+    )
+
+
+def test_board_negatives_come_from_the_positives_boards() -> None:
+    rng = np.random.default_rng(0)
+    pin_board = rng.integers(0, 7, 500)
+    pin_board[:20] = -1  # pins without a board: their negative is drawn from all pins
+    tables = _board_pins(pin_board)
+    gen = torch.Generator().manual_seed(0)
+    pins = torch.arange(500).repeat(4)
+    drawn = tables.draw(pins, 500, gen).numpy()
+    boarded = pin_board[pins.numpy()] >= 0
+    assert (pin_board[drawn[boarded]] == pin_board[pins.numpy()[boarded]]).all()
+    assert len(np.unique(drawn[~boarded])) > 40  # 80 draws over all 500 pins, not one board
+    # uniform within a board: each of board 3's pins drawn about equally often
+    board3 = np.flatnonzero(pin_board == 3)
+    hits = np.bincount(tables.draw(torch.full((20_000,), int(board3[0])), 500, gen).numpy(), minlength=500)
+    assert set(np.flatnonzero(hits)) == set(board3.tolist())
+    expected = 20_000 / len(board3)
+    assert np.abs(hits[board3] - expected).max() < 5 * np.sqrt(expected)
+
+
+def test_board_negatives_join_the_candidates_deterministically() -> None:
+    world = planted_world(n_pages=200, k=6)
+    cfg = _cfg(board_negatives=2, random_negatives=16, steps=4, eval_every=0, checkpoint_every=0)
+    data, _ = train_data(world, cfg)
+    data.board_pins = _board_pins(world.pin_topic.astype(np.int64))  # boards = the planted topics
+    trainer = Trainer(cfg, data, encoder_for(data, cfg), device=CPU)
+    _, pins, cand = trainer.batch(3)
+    B = cfg.batch_size
+    assert len(cand) == B + 16 + 2 * B and torch.equal(cand[:B], pins)
+    board_negs = cand[B + 16 :].numpy()
+    assert (world.pin_topic[board_negs] == world.pin_topic[pins.repeat(2).numpy()]).all()
+    assert torch.equal(trainer.batch(3)[2], cand)  # a function of (seed, step): resumable
+    assert trainer.fit().steps == 4
+    with pytest.raises(ConfigError, match="logq_correction"):
+        _cfg(board_negatives=1, logq_correction=True)
 
 
 def test_a_checkpoint_of_another_config_is_ignored(tmp_path: Path) -> None:

@@ -31,6 +31,21 @@ def test_mask_matches_loop_reference() -> None:
     assert got[1, 3] and got[3, 1]  # same page
 
 
+def test_mask_with_candidate_pages_drops_the_rows_other_pins_anywhere() -> None:
+    pos_pins, pos_pages, cand_pins, _ = _batch()
+    # pins 20 and 21 (random columns 7-9) link to page 4 (row 4's page) and page 0 (row 0's page)
+    pin_page = torch.full((30,), -1)
+    pin_page[pos_pins] = pos_pages
+    pin_page[20], pin_page[21] = 4, 0
+    cand_pages = pin_page[cand_pins]
+    got = false_negative_mask(pos_pins, pos_pages, cand_pins, cand_pages).numpy()
+    want = naive_false_negative_mask(pos_pins.tolist(), pos_pages.tolist(), cand_pins.tolist(), cand_pages.tolist())
+    np.testing.assert_array_equal(got, want)
+    assert got[4, 7] and got[0, 8]  # another pin of the row's own page, outside the in-batch columns
+    assert not false_negative_mask(pos_pins, pos_pages, cand_pins).numpy()[4, 7]  # unseen without the pages
+    assert not got[np.arange(6), np.arange(6)].any()
+
+
 def test_each_row_scores_each_distinct_pin_once() -> None:
     g = torch.Generator().manual_seed(1)
     for _ in range(20):

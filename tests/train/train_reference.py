@@ -44,7 +44,9 @@ def naive_matryoshka_loss(
     return sum(w * x for w, x in zip(weights, losses, strict=True)), losses  # type: ignore[return-value]
 
 
-def naive_false_negative_mask(pos_pins: list[int], pos_pages: list[int], cand_pins: list[int]) -> np.ndarray:
+def naive_false_negative_mask(
+    pos_pins: list[int], pos_pages: list[int], cand_pins: list[int], cand_pages: list[int] | None = None
+) -> np.ndarray:
     B, C = len(pos_pins), len(cand_pins)
     mask = np.zeros((B, C), dtype=bool)
     for i in range(B):
@@ -52,7 +54,9 @@ def naive_false_negative_mask(pos_pins: list[int], pos_pages: list[int], cand_pi
             if j == i:
                 continue
             repeat = cand_pins[j] in cand_pins[:j]
-            same_page = j < B and pos_pages[j] == pos_pages[i]
+            same_page = (j < B and pos_pages[j] == pos_pages[i]) or (
+                cand_pages is not None and cand_pages[j] == pos_pages[i]
+            )
             mask[i, j] = cand_pins[j] == pos_pins[i] or same_page or repeat
     return mask
 

@@ -30,6 +30,9 @@ class TrainConfig:
     # The loss.
     batch_size: int = 1024
     random_negatives: int = 1024  # pins drawn uniformly from all pins each step, shared by the batch
+    # hard negatives: for each positive, this many pins drawn uniformly from the positive's (first) board,
+    # shared by the batch like the random ones; 0 = none
+    board_negatives: int = 0
     logq_correction: bool = False  # subtract log sampling probability from negatives' logits
     temperature_init: float = 0.07
     temperature_min: float = 0.01  # the learned temperature is clamped to [temperature_min, 1]
@@ -86,6 +89,7 @@ class TrainConfig:
             "neighbours",
             "board_tokens",
             "random_negatives",
+            "board_negatives",
             "warmup_steps",
             "eval_every",
             "eval_pool",
@@ -111,6 +115,11 @@ class TrainConfig:
             )
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"train.val_fraction: must be in (0, 1), got {self.val_fraction}")
+        if self.logq_correction and self.board_negatives:
+            raise ConfigError(
+                "train.logq_correction: models in-batch and uniform random negatives only; "
+                f"set train.board_negatives = 0 (got {self.board_negatives}) or logq_correction = false"
+            )
         if self.val_split == "latest" and self.split != "time":
             raise ConfigError(
                 f'train.val_split = "latest" needs train.split = "time" (pages ordered by first_seen), '

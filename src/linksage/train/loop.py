@@ -49,6 +49,28 @@ class EvalSet:
 
 
 @dataclass
+class BoardPins:
+    """Each pin's board and each board's pins, on the device: where same-board (hard) negatives come from."""
+
+    pin_board: Tensor  # (n_pins,) int64: the pin's first board, -1 = none
+    indptr: Tensor  # (n_boards + 1,) int64: board -> pins CSR
+    pins: Tensor  # (nnz,) int64
+
+    def draw(self, pins: Tensor, n_pins: int, gen: torch.Generator) -> Tensor:
+        """(n,) one pin per entry of ``pins``, uniform over that pin's board (over all pins without one)."""
+        board = self.pin_board.index_select(0, pins).clamp_min(0)
+        lo = self.indptr.index_select(0, board)
+        size = self.indptr.index_select(0, board + 1) - lo
+        u = torch.rand(pins.shape, generator=gen, device=pins.device)
+        pick = (lo + (u * size).long().clamp_max(size - 1)).clamp(0, max(self.pins.numel() - 1, 0))
+        anywhere = torch.randint(n_pins, pins.shape, generator=gen, device=pins.device)
+        if not self.pins.numel():
+            return anywhere
+        has = (self.pin_board.index_select(0, pins) >= 0) & (size > 0)
+        return torch.where(has, self.pins.index_select(0, pick), anywhere)
+
+
+@dataclass
 class TrainData:
     """Everything a step reads, on the device."""
 
@@ -59,6 +81,11 @@ class TrainData:
     pair_page: Tensor  # (n,) int64: training pairs
     pair_pin: Tensor  # (n,) int64
     val: EvalSet | None = None
+    board_pins: BoardPins | None = None  # for train.board_negatives
+    # (n_pins,) int64 the page each pin links to (-1 = none): masks candidates that are another positive of
+    # the row's page; None = only in-batch columns are checked (a uniform random pin is one of them with
+    # probability degree / n_pins, a same-board pin far more often)
+    pin_page: Tensor | None = None
 
     @property
     def n_pins(self) -> int:
@@ -154,20 +181,24 @@ class Trainer:
         """Pages (B,), their positive pins (B,) and all candidate pins (B + R,) of step ``step`` (0-based)."""
         idx = self._pair_indices(step)
         pages, pins = self.data.pair_page[idx], self.data.pair_pin[idx]
-        if self.cfg.random_negatives:
-            self._step_gen.manual_seed(_mix(self.cfg.seed, step))
-            neg = torch.randint(
-                self.data.n_pins, (self.cfg.random_negatives,), device=self.device, generator=self._step_gen
-            )
-            return pages, pins, torch.cat([pins, neg])
-        return pages, pins, pins
+        cfg, gen, parts = self.cfg, self._step_gen, [pins]
+        if cfg.random_negatives or cfg.board_negatives:
+            gen.manual_seed(_mix(cfg.seed, step))
+        if cfg.random_negatives:
+            parts.append(torch.randint(self.data.n_pins, (cfg.random_negatives,), device=self.device, generator=gen))
+        if cfg.board_negatives:
+            if self.data.board_pins is None:
+                raise ValueError("train.board_negatives needs the pins' boards (TrainData.board_pins)")
+            parts.append(self.data.board_pins.draw(pins.repeat(cfg.board_negatives), self.data.n_pins, gen))
+        return pages, pins, torch.cat(parts) if len(parts) > 1 else pins
 
     def train_step(self, step: int) -> Tensor:
         """One optimisation step; returns a device row: loss, per-dim losses, per-dim temperatures, grad norm."""
         pages, pins, cand_pins = self.batch(step)
         inputs = self.data.features.gather(pages, self.input_dtype)
         cand = self.targets(cand_pins)  # (C, dims[-1])
-        mask = false_negative_mask(pins, pages, cand_pins)  # (B, C)
+        cand_pages = None if self.data.pin_page is None else self.data.pin_page.index_select(0, cand_pins)
+        mask = false_negative_mask(pins, pages, cand_pins, cand_pages)  # (B, C)
         log_q = self._log_q.index_select(0, cand_pins) if self._log_q is not None else None
         loss, per_dim, scales = self._forward_loss(inputs, cand, mask, log_q)
         self.opt.zero_grad(set_to_none=True)

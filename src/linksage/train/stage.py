@@ -26,7 +26,7 @@ from linksage.pipeline import StageContext, StageResult
 from linksage.rundir import atomic_path
 from linksage.train.features import load_page_features
 from linksage.train.infer import MODEL_FILE, LinkSageModel
-from linksage.train.loop import EVAL_K, FitResult, TrainData, Trainer, make_eval_set
+from linksage.train.loop import EVAL_K, BoardPins, FitResult, TrainData, Trainer, make_eval_set
 from linksage.train.pairs import (
     TEST,
     TRAIN,
@@ -123,6 +123,8 @@ def run(ctx: StageContext) -> StageResult:
         pair_pin=torch.from_numpy(by_split[TRAIN].pin.astype(np.int64)).to(device),
         val=make_eval_set(val, n_pins, cfg.eval_pages, cfg.eval_pool, cfg.seed, device) if len(val) else None,
     )
+    if cfg.board_negatives:
+        data.board_pins, data.pin_page = _board_pins(root / "graph", n_pins, device)
     log.event(
         f"[train] {len(by_split[TRAIN]):,} training pairs, {len(val):,} validation pairs, {enc_cfg.n_tokens} tokens, "
         f"device {device}{' bf16' if bf16 else ''}",
@@ -179,6 +181,32 @@ def run(ctx: StageContext) -> StageResult:
         },
         timings={k: round(v, 3) for k, v in timings.items()},
     )
+
+
+def _board_pins(graph: Path, n_pins: int, device: torch.device) -> tuple[BoardPins, torch.Tensor]:
+    """Same-board negatives' tables (each pin's first board, the board -> pins CSR) and each pin's first page."""
+
+    def first(name: str) -> torch.Tensor:  # (n_pins,) the first neighbour of each pin in graph/<name>, -1 = none
+        path = graph / f"{name}.indptr.npy"
+        if not path.exists():
+            raise InputError("is missing: train.board_negatives needs the graph's pin tables", file=path)
+        indptr, indices = np.load(path), np.load(graph / f"{name}.indices.npy")
+        if len(indptr) != n_pins + 1:
+            raise InputError(f"has {len(indptr)} entries, expected n_pins + 1 = {n_pins + 1}", file=path)
+        out = np.full(n_pins, -1, dtype=np.int64)
+        has = np.diff(indptr) > 0
+        out[has] = indices[indptr[:-1][has]]
+        return torch.from_numpy(out).to(device)
+
+    board_indptr = graph / "board__pin.indptr.npy"
+    if not board_indptr.exists():
+        raise InputError("is missing: train.board_negatives needs the graph's board -> pin table", file=board_indptr)
+    tables = BoardPins(
+        pin_board=first("pin__board"),
+        indptr=torch.from_numpy(np.load(board_indptr).astype(np.int64)).to(device),
+        pins=torch.from_numpy(np.load(graph / "board__pin.indices.npy").astype(np.int64)).to(device),
+    )
+    return tables, first("pin__page")
 
 
 def resolve_device(name: str) -> torch.device:
