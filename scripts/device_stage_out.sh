@@ -4,13 +4,16 @@
 #   bash scripts/device_stage_out.sh        # rebuild all of .carry from scratch (code/ from HEAD)
 #   bash scripts/device_stage_out.sh code   # refresh only .carry/e/code from the working tree (uncommitted too)
 # On the machine, one call per part X, in order a..e, with carry [".carry/X"]:
-#   mkdir -p /tmp/s && cp -r .carry/X/. /tmp/s/        and after e: bash scripts/device_stage_in.sh
+#   mkdir -p /tmp/s && cp -r .carry/X/. /tmp/s/
+# and in the call of part e, after that copy:
+#   rm -rf /tmp/code && mv /tmp/s/code /tmp/code && cd /tmp/code && bash scripts/device_stage_in.sh
 # Layout: a = part-0.parquet, subreddits.parquet   b = part-1.parquet, lancedb.part.ab/ac
 #         c = polars-runtime wheel + small wheels   d = minilm/ (fp16), site/ shim, lancedb.part.aa
 #         e = faiss wheel, lancedb.part.ad/ae/af, code/
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
-C=.carry
+FINAL=.carry
+C=$FINAL  # where the functions below write; a full rebuild builds in $FINAL.new and swaps it in at the end
 PY=.venv/bin/python
 DATA=../shared/data/reddit-top-2.5m
 CODE=(src configs benchmarks scripts tests pyproject.toml)
@@ -52,9 +55,16 @@ check_sizes() {
   return $bad
 }
 
-if [[ ${1:-} == code ]]; then stage_code; check_sizes; exit; fi
+if [[ ${1:-} == code ]]; then
+  for p in a b c d e; do
+    [[ -d $C/$p ]] || { echo "$C/$p is missing: run $0 without arguments first" >&2; exit 1; }
+  done
+  stage_code; check_sizes; exit
+fi
 [[ $# -eq 0 ]] || { echo "usage: $0 [code]" >&2; exit 2; }
 
+# a failed download or check leaves the old .carry as it was
+C=$FINAL.new
 rm -rf "$C"
 mkdir -p "$C"/{a,b,c,d,e}
 W=$(mktemp -d)
@@ -63,6 +73,7 @@ trap 'rm -rf "$W"' EXIT
 # 1. wheels, at the versions installed in .venv, for CPython 3.12 on x86-64 Linux
 mapfile -t PINS < <("$PY" -c 'import sys, importlib.metadata as m
 for n in sys.argv[1:]: print(f"{n}=={m.version(n)}")' "${PKGS[@]}")
+[[ ${#PINS[@]} -eq ${#PKGS[@]} ]] || { echo "could not read the versions of ${PKGS[*]} from $PY" >&2; exit 1; }
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
   --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d "$W" "${PINS[@]}"
@@ -131,3 +142,4 @@ EOF
 # 6. code/, from HEAD (refresh it from the working tree with `code` right before the lease)
 stage_code head
 check_sizes
+rm -rf "$FINAL" && mv "$C" "$FINAL"

@@ -13,8 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from evaluate_rundir import config, run_stage, write_run_dir
 
+from linksage.config.train import TrainConfig
 from linksage.evaluate import baselines as bl
 from linksage.evaluate.metrics import Positives, mean_metrics, per_query_metrics, rank_positives
+from linksage.train.target_space import pca_rotation
 
 TRAIN = [
     "train.dims=[8, 16, 32]", "train.d_model=32", "train.layers=1", "train.heads=2", "train.mlp_ratio=2",
@@ -103,3 +105,14 @@ def test_zero_shot_is_skipped_for_given_target_embeddings(tmp_path: Path) -> Non
     emb = pa.array([[0.0, 1.0]] * pins.num_rows, pa.list_(pa.float32(), 2))
     pq.write_table(pins.append_column("embedding", emb), root / "ingest" / "pins.parquet")
     assert "given `embedding` column" in (bl.zero_shot_reason(root) or "")
+
+
+def test_zero_shot_stays_training_free_under_a_learned_rotation(tmp_path: Path) -> None:
+    root = write_run_dir(tmp_path / "run", n_pages=30)
+    targets = np.load(root / "content" / "pin_target.npy")
+    turned = np.linalg.qr(np.random.default_rng(0).normal(size=(targets.shape[1],) * 2))[0].astype(np.float32)
+    learned = TrainConfig(target_rotation="learned", seed=3)
+    # the PCA axes the learned turn started from, not the model's turned ones
+    np.testing.assert_array_equal(bl.zero_shot_rotation(root, learned, turned), pca_rotation(targets, seed=3))
+    assert bl.zero_shot_rotation(root, TrainConfig(target_rotation="pca"), turned) is turned
+    assert bl.zero_shot_rotation(root, TrainConfig(target_rotation="none"), turned) is None

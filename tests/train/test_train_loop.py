@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import Tensor
 from train_world import encoder_for, planted_world, train_data
 
 from linksage.config import ConfigError
 from linksage.config.train import TrainConfig
 from linksage.train.logs import read_tensorboard_scalars
-from linksage.train.loop import BoardPins, Trainer
+from linksage.train.loop import ROTATION_LR_SCALE, BoardPins, TrainData, Trainer
 from linksage.train.target_space import LearnedRotation, identity_rotation, to_target_space
 
 CPU = torch.device("cpu")
@@ -90,13 +91,18 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path) -
     assert [s for s, t, _ in tb_b if t == "train/loss"] == list(range(1, 31))
 
 
-def test_a_learned_rotation_resumes_exactly_and_is_orthogonal(tmp_path: Path) -> None:
-    world = planted_world(n_pages=300, k=6)
-    cfg = _cfg(steps=20, target_rotation="learned")
+def _rotation_data(cfg: TrainConfig) -> tuple[TrainData, int]:
+    """A planted world whose targets (48-dim) are wider than the model's output (32), as in real configs."""
+    world = planted_world(n_pages=300, k=6, target_dim=48)
     data, _ = train_data(world, cfg)
-    full = to_target_space(world.pin_target, identity_rotation(world.pin_target.shape[1]))
+    full = to_target_space(world.pin_target, identity_rotation(48))
     data.targets = torch.from_numpy(full)  # the stage hands a learned rotation the full-size targets
-    dim = full.shape[1]
+    return data, 48
+
+
+def test_a_learned_rotation_resumes_exactly_and_is_orthogonal(tmp_path: Path) -> None:
+    cfg = _cfg(steps=20, target_rotation="learned")
+    data, dim = _rotation_data(cfg)
 
     def trainer(work: Path) -> Trainer:
         model = encoder_for(data, cfg)
@@ -121,11 +127,56 @@ def test_a_learned_rotation_resumes_exactly_and_is_orthogonal(tmp_path: Path) ->
     assert not np.allclose(q, np.eye(dim), atol=1e-3)  # trained, not left at its start
     np.testing.assert_allclose(q.T @ q, np.eye(dim), atol=1e-5)
     np.testing.assert_array_equal(q, resumed.rotation.numpy())
-    # evaluation scores the pool through the rotation: the saved matrix gives the same targets
+    for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    # candidates and the validation pool are scored through the rotation, cut to the model's 32 dims
     pins = torch.arange(5)
     torch.testing.assert_close(
         whole.targets(pins), data.targets[:5] @ torch.from_numpy(q[:, :32]), atol=1e-5, rtol=1e-5
     )
+    # its optimiser group: no weight decay, a tenth of the encoder's step size
+    group = whole.opt.param_groups[-1]
+    assert group["params"] == [whole.rotation.skew] and group["weight_decay"] == 0.0
+    assert group["initial_lr"] == pytest.approx(cfg.lr * ROTATION_LR_SCALE)
+    assert all(whole.rotation.skew is not p for g in whole.opt.param_groups[:-1] for p in g["params"])
+
+
+def test_early_stopping_restores_the_rotation_of_the_best_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _cfg(steps=30, eval_every=10, patience=0, checkpoint_every=0, target_rotation="learned")
+    data, dim = _rotation_data(cfg)
+    trainer = Trainer(cfg, data, encoder_for(data, cfg), device=CPU, rotation=LearnedRotation(dim, 32))
+    assert trainer.rotation is not None
+    scores = iter([0.5, 0.9, 0.1])  # validation peaks at step 20, the middle evaluation
+    monkeypatch.setattr(trainer, "evaluate", lambda: {d: next(scores) if d == 32 else 0.0 for d in cfg.dims})
+    at: dict[int, Tensor] = {}
+
+    def keep(done: int) -> None:
+        at[done] = trainer.rotation.skew.detach().clone()  # type: ignore[union-attr]
+
+    fit = trainer.fit(on_step=keep)
+    assert fit.best_step == 20 and fit.steps == 30
+    assert torch.equal(trainer.rotation.skew, at[20]) and not torch.equal(at[20], at[30])
+
+
+def test_the_mask_drops_a_candidate_linking_to_the_rows_own_page() -> None:
+    world = planted_world(n_pages=200, k=6)
+    cfg = _cfg(random_negatives=0)
+    data, _ = train_data(world, cfg)
+    trainer = Trainer(cfg, data, encoder_for(data, cfg), device=CPU)
+    pages, pins, cand = trainer.batch(0)
+    in_batch = set(pins.tolist())
+    row, other = next(  # a row whose page has another pin that is not in the batch
+        (i, p)
+        for i, page in enumerate(pages.tolist())
+        for p in world.indices[world.indptr[page] : world.indptr[page + 1]].tolist()
+        if p not in in_batch
+    )
+    cand = torch.cat([cand, torch.tensor([other])])
+    assert not trainer.mask(pages, pins, cand)[row, -1]  # unseen without the pins' pages
+    pin_page = np.repeat(np.arange(200), np.diff(world.indptr))[np.argsort(world.indices)]
+    data.pin_page = torch.from_numpy(pin_page.astype(np.int64))
+    mask = trainer.mask(pages, pins, cand)
+    assert mask[row, -1] and (mask[:, -1].nonzero().flatten() == (pages == pages[row]).nonzero().flatten()).all()
 
 
 def _board_pins(pin_board: np.ndarray) -> BoardPins:
@@ -150,12 +201,21 @@ def test_board_negatives_come_from_the_positives_boards() -> None:
     boarded = pin_board[pins.numpy()] >= 0
     assert (pin_board[drawn[boarded]] == pin_board[pins.numpy()[boarded]]).all()
     assert len(np.unique(drawn[~boarded])) > 40  # 80 draws over all 500 pins, not one board
-    # uniform within a board: each of board 3's pins drawn about equally often
+    # uniform over the board's other pins: never the pin itself, each of the others about equally often
     board3 = np.flatnonzero(pin_board == 3)
-    hits = np.bincount(tables.draw(torch.full((20_000,), int(board3[0])), 500, gen).numpy(), minlength=500)
-    assert set(np.flatnonzero(hits)) == set(board3.tolist())
-    expected = 20_000 / len(board3)
-    assert np.abs(hits[board3] - expected).max() < 5 * np.sqrt(expected)
+    for me in (board3[0], board3[len(board3) // 2], board3[-1]):  # the last slot is the swap target
+        hits = np.bincount(tables.draw(torch.full((20_000,), int(me)), 500, gen).numpy(), minlength=500)
+        others = board3[board3 != me]
+        assert set(np.flatnonzero(hits)) == set(others.tolist())
+        expected = 20_000 / len(others)
+        assert np.abs(hits[others] - expected).max() < 5 * np.sqrt(expected)
+    # a pin alone in its board, and tables without any board, fall back to all pins
+    alone = pin_board.copy()
+    alone[0] = 7  # board 7 holds pin 0 only
+    lonely = _board_pins(alone).draw(torch.zeros(200, dtype=torch.int64), 500, gen).numpy()
+    assert len(np.unique(lonely)) > 100
+    empty = BoardPins(torch.full((500,), -1), torch.zeros(1, dtype=torch.int64), torch.zeros(0, dtype=torch.int64))
+    assert len(np.unique(empty.draw(torch.arange(200), 500, gen).numpy())) > 100
 
 
 def test_board_negatives_join_the_candidates_deterministically() -> None:

@@ -58,3 +58,18 @@ def test_learned_rotation_starts_at_identity_and_stays_orthogonal() -> None:
     full = x.numpy() @ q  # full-size dot products unchanged
     np.testing.assert_allclose(full @ full.T, x.numpy() @ x.numpy().T, rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(rot(x), torch.from_numpy(full[:, :8]), rtol=1e-4, atol=1e-4)
+
+
+def test_compose_gives_the_one_matrix_that_takes_raw_targets_to_the_trained_space() -> None:
+    t = _targets()
+    pca = pca_rotation(t)
+    rot = LearnedRotation(16, 8)
+    with torch.no_grad():
+        rot.skew.copy_(torch.randn(16, 16, generator=torch.Generator().manual_seed(3)) * 0.3)
+    trained = rot(torch.from_numpy(to_target_space(t, pca))).detach().numpy()  # what training scored against
+    trained /= np.linalg.norm(trained, axis=1, keepdims=True)
+    saved = rot.compose(pca)
+    np.testing.assert_allclose(to_target_space(t, saved, 8), trained, atol=1e-5)
+    np.testing.assert_allclose(saved.T @ saved, np.eye(16), atol=1e-5)
+    wrong_order = rot.numpy() @ pca  # Q @ PCA is orthogonal too, but another space
+    assert np.abs(to_target_space(t, wrong_order, 8) - trained).max() > 0.1

@@ -104,10 +104,23 @@ def zero_shot_reason(root: Path) -> str | None:
     return None
 
 
+def zero_shot_rotation(root: Path, train: TrainConfig, model_rotation: np.ndarray) -> np.ndarray | None:
+    """The axes the zero-shot line is scored in: the model's PCA rotation; for a learned rotation the PCA
+    it started from (recomputed, deterministic), so that the baseline stays free of training; None (no
+    rotation, full width only) for ``target_rotation = "none"``."""
+    if train.target_rotation == "none":
+        return None
+    if train.target_rotation == "learned":
+        from linksage.train.target_space import pca_rotation
+
+        return pca_rotation(np.load(root / "content" / "pin_target.npy", mmap_mode="r"), seed=train.seed)
+    return model_rotation
+
+
 def zero_shot_embeddings(
     root: Path, pages: np.ndarray, pool: np.ndarray, rotation: np.ndarray | None, model_dims: tuple[int, ...]
 ) -> Embeddings:
-    """Page text vs pin targets, both rotated by the model's target-space rotation when given.
+    """Page text vs pin targets, both rotated by ``rotation`` when given (``zero_shot_rotation``).
 
     The rotation (PCA of the targets, orthogonal) keeps full-size cosines and makes prefixes meaningful,
     so the zero-shot line is scored at the model's dims as well as at its full width.

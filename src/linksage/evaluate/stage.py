@@ -186,8 +186,8 @@ def _baselines(
         if name == "zero_shot":
             reason = bl.zero_shot_reason(root)
             if reason is None:
-                rotated = ctx.config.train.target_rotation != "none"  # the model's PCA (or learned) axes
-                out[name] = bl.zero_shot_embeddings(root, qs.pages, qs.pool, rotation if rotated else None, model_dims)
+                basis = bl.zero_shot_rotation(root, ctx.config.train, rotation)
+                out[name] = bl.zero_shot_embeddings(root, qs.pages, qs.pool, basis, model_dims)
             else:
                 skipped[name] = reason
             continue

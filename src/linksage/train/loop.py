@@ -57,17 +57,25 @@ class BoardPins:
     pins: Tensor  # (nnz,) int64
 
     def draw(self, pins: Tensor, n_pins: int, gen: torch.Generator) -> Tensor:
-        """(n,) one pin per entry of ``pins``, uniform over that pin's board (over all pins without one)."""
-        board = self.pin_board.index_select(0, pins).clamp_min(0)
-        lo = self.indptr.index_select(0, board)
-        size = self.indptr.index_select(0, board + 1) - lo
+        """(n,) one pin per entry of ``pins``: uniform over the *other* pins of that pin's (first) board;
+        uniform over all pins for a pin without a board or alone in it. Both draws are always taken, so
+        the generator advances the same way whatever the tables hold."""
         u = torch.rand(pins.shape, generator=gen, device=pins.device)
-        pick = (lo + (u * size).long().clamp_max(size - 1)).clamp(0, max(self.pins.numel() - 1, 0))
         anywhere = torch.randint(n_pins, pins.shape, generator=gen, device=pins.device)
-        if not self.pins.numel():
+        if self.indptr.numel() <= 1 or not self.pins.numel():
             return anywhere
-        has = (self.pin_board.index_select(0, pins) >= 0) & (size > 0)
-        return torch.where(has, self.pins.index_select(0, pick), anywhere)
+        board = self.pin_board.index_select(0, pins)
+        row = board.clamp(0, self.indptr.numel() - 2)
+        lo = self.indptr.index_select(0, row)
+        others = self.indptr.index_select(0, row + 1) - lo - 1  # the board's pins besides this one
+        # one of the first `others` slots; a draw of the pin itself takes the board's last slot instead,
+        # which the draw never reaches: uniform over the other pins (each pin sits once in its board)
+        slot = lo + (u * others.clamp_min(1)).long().clamp_max(others.clamp_min(1) - 1)
+        slot = slot.clamp(0, self.pins.numel() - 1)
+        drawn = self.pins.index_select(0, slot)
+        last = self.pins.index_select(0, (lo + others).clamp(0, self.pins.numel() - 1))
+        drawn = torch.where(drawn == pins, last, drawn)
+        return torch.where((board >= 0) & (others > 0), drawn, anywhere)
 
 
 @dataclass
@@ -82,9 +90,10 @@ class TrainData:
     pair_pin: Tensor  # (n,) int64
     val: EvalSet | None = None
     board_pins: BoardPins | None = None  # for train.board_negatives
-    # (n_pins,) int64 the page each pin links to (-1 = none): masks candidates that are another positive of
-    # the row's page; None = only in-batch columns are checked (a uniform random pin is one of them with
-    # probability degree / n_pins, a same-board pin far more often)
+    # (n_pins,) int64 the (first) page each pin links to, -1 = none: masks candidates that are another
+    # positive of the row's page; None = only in-batch columns are checked (a uniform random pin is one of
+    # them with probability degree / n_pins, a same-board pin far more often). A pin linking to several
+    # pages is checked against its first one only.
     pin_page: Tensor | None = None
 
     @property
@@ -149,6 +158,11 @@ class Trainer:
     ) -> None:
         self.cfg, self.data, self.model, self.device = cfg, data, model, device
         self.rotation = rotation
+        if rotation is not None and rotation.skew.shape[0] != data.targets.shape[1]:
+            raise ValueError(
+                f"the learned rotation turns {rotation.skew.shape[0]}-dim targets, the data's are "
+                f"{data.targets.shape[1]}-dim (a learned rotation takes the full-size targets)"
+            )
         self.bf16 = bf16
         self.input_dtype = torch.bfloat16 if bf16 else torch.float32
         self.work_dir, self.checkpoint_key = work_dir, checkpoint_key
@@ -161,7 +175,7 @@ class Trainer:
         self.net: torch.nn.Module = model
         if rotation is not None:
             self.net = torch.nn.ModuleDict({"encoder": model, "rotation": rotation})
-        self.opt = _optimizer(self.net, cfg, device)
+        self.opt = _optimizer(model, cfg, device, rotation)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, _schedule(cfg))
         self._log_q: Tensor | None = None
         if cfg.logq_correction:
@@ -178,7 +192,8 @@ class Trainer:
     # --- one step -------------------------------------------------------------------------------------
 
     def batch(self, step: int) -> tuple[Tensor, Tensor, Tensor]:
-        """Pages (B,), their positive pins (B,) and all candidate pins (B + R,) of step ``step`` (0-based)."""
+        """Pages (B,), their positive pins (B,) and all candidate pins of step ``step`` (0-based): the B
+        positives, R random pins, then k * B board negatives (k = train.board_negatives)."""
         idx = self._pair_indices(step)
         pages, pins = self.data.pair_page[idx], self.data.pair_pin[idx]
         cfg, gen, parts = self.cfg, self._step_gen, [pins]
@@ -197,8 +212,7 @@ class Trainer:
         pages, pins, cand_pins = self.batch(step)
         inputs = self.data.features.gather(pages, self.input_dtype)
         cand = self.targets(cand_pins)  # (C, dims[-1])
-        cand_pages = None if self.data.pin_page is None else self.data.pin_page.index_select(0, cand_pins)
-        mask = false_negative_mask(pins, pages, cand_pins, cand_pages)  # (B, C)
+        mask = self.mask(pages, pins, cand_pins)  # (B, C)
         log_q = self._log_q.index_select(0, cand_pins) if self._log_q is not None else None
         loss, per_dim, scales = self._forward_loss(inputs, cand, mask, log_q)
         self.opt.zero_grad(set_to_none=True)
@@ -208,6 +222,11 @@ class Trainer:
         self.opt.step()
         self.sched.step()
         return torch.cat([loss.detach()[None], per_dim.detach(), 1.0 / scales.detach(), grad_norm.detach()[None]])
+
+    def mask(self, pages: Tensor, pins: Tensor, cand_pins: Tensor) -> Tensor:
+        """(B, C) bool: the false negatives of a batch (``false_negative_mask``, with the pins' pages if known)."""
+        cand_pages = None if self.data.pin_page is None else self.data.pin_page.index_select(0, cand_pins)
+        return false_negative_mask(pins, pages, cand_pins, cand_pages)
 
     def targets(self, pins: Tensor) -> Tensor:
         """(n, dims[-1]) target vectors of pins in the trained space (through the learned rotation, if any)."""
@@ -387,18 +406,20 @@ class _RunState:
     log_position: dict[str, Any] = field(default_factory=dict)  # StepLog.position() at the checkpoint
 
 
-def _optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+def _optimizer(
+    model: LinkSageEncoder, cfg: TrainConfig, device: torch.device, rotation: LearnedRotation | None = None
+) -> torch.optim.Optimizer:
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
-    rotation: list[torch.nn.Parameter] = []
     for name, p in model.named_parameters():
-        if name.startswith("rotation."):
-            rotation.append(p)
-        else:  # weight decay on matrices only: not on biases, norms, embeddings or the temperatures
-            (decay if p.ndim >= 2 and "emb" not in name else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if rotation:  # no decay (it would pull the rotation back to its PCA start), a tenth of the step size
-        groups.append({"params": rotation, "weight_decay": 0.0, "lr": cfg.lr * ROTATION_LR_SCALE})
+        # weight decay on matrices only: not on biases, norms, embeddings or the temperatures
+        (decay if p.ndim >= 2 and "emb" not in name else no_decay).append(p)
+    groups: list[dict[str, Any]] = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if rotation is not None:  # no decay (it would pull the rotation back to its PCA start), a tenth of the lr
+        groups.append({"params": list(rotation.parameters()), "weight_decay": 0.0, "lr": cfg.lr * ROTATION_LR_SCALE})
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.98), fused=device.type == "cuda")
 
 

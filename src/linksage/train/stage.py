@@ -83,7 +83,7 @@ def run(ctx: StageContext) -> StageResult:
     )
     learned = LearnedRotation(targets.shape[1], cfg.output_dim) if cfg.target_rotation == "learned" else None
     # a learned rotation turns the PCA-rotated full-size targets on each step; else they are fixed here
-    target_space = torch.from_numpy(to_target_space(targets, rotation, None if learned else cfg.output_dim))
+    target_space = torch.from_numpy(to_target_space(targets, rotation, None if learned is not None else cfg.output_dim))
     features = load_page_features(
         root,
         k=cfg.neighbours,
@@ -149,7 +149,7 @@ def run(ctx: StageContext) -> StageResult:
     test_recall = _test_recall(trainer, by_split[TEST], n_pins, cfg, device)
     timings["test_eval_s"] = time.perf_counter() - t
     if learned is not None:  # the saved rotation takes raw targets to the trained space: PCA, then learned
-        rotation = (rotation.astype(np.float64) @ learned.numpy().astype(np.float64)).astype(np.float32)
+        rotation = learned.compose(rotation)
     _write_outputs(ctx, cfg, model, rotation, split, fit, targets.shape[1])
     scales = model.logit_scales(cfg.temperature_min).tolist()
     return StageResult(
@@ -175,7 +175,7 @@ def run(ctx: StageContext) -> StageResult:
             "samples_per_s": round(fit.samples_per_s, 1),
             "temperature": {str(d): 1.0 / s for d, s in zip(cfg.dims, scales, strict=True)},
             "tokens": enc_cfg.n_tokens,
-            "parameters": sum(p.numel() for p in model.parameters()),
+            "parameters": sum(p.numel() for p in trainer.net.parameters()),  # with a learned rotation's
             "device": str(device),
             "bf16": bf16,
         },
@@ -186,27 +186,35 @@ def run(ctx: StageContext) -> StageResult:
 def _board_pins(graph: Path, n_pins: int, device: torch.device) -> tuple[BoardPins, torch.Tensor]:
     """Same-board negatives' tables (each pin's first board, the board -> pins CSR) and each pin's first page."""
 
-    def first(name: str) -> torch.Tensor:  # (n_pins,) the first neighbour of each pin in graph/<name>, -1 = none
-        path = graph / f"{name}.indptr.npy"
-        if not path.exists():
-            raise InputError("is missing: train.board_negatives needs the graph's pin tables", file=path)
-        indptr, indices = np.load(path), np.load(graph / f"{name}.indices.npy")
-        if len(indptr) != n_pins + 1:
-            raise InputError(f"has {len(indptr)} entries, expected n_pins + 1 = {n_pins + 1}", file=path)
-        out = np.full(n_pins, -1, dtype=np.int64)
+    def csr(name: str, n_src: int | None, n_dst: int) -> tuple[np.ndarray, np.ndarray]:
+        paths = graph / f"{name}.indptr.npy", graph / f"{name}.indices.npy"
+        for path in paths:
+            if not path.exists():
+                raise InputError("is missing: train.board_negatives needs the graph's pin and board tables", file=path)
+        indptr, indices = np.load(paths[0]).astype(np.int64), np.load(paths[1]).astype(np.int64)
+        if n_src is not None and len(indptr) != n_src + 1:
+            raise InputError(f"has {len(indptr)} entries, expected {n_src + 1}", file=paths[0])
+        bad = np.flatnonzero((indices < 0) | (indices >= n_dst))
+        if bad.size:
+            raise InputError(
+                f"ids must be in 0..{n_dst - 1}", file=paths[1], row=int(bad[0]), value=int(indices[bad[0]])
+            )
+        return indptr, indices
+
+    def first(indptr: np.ndarray, indices: np.ndarray) -> torch.Tensor:  # (n_src,) first neighbour, -1 = none
+        out = np.full(len(indptr) - 1, -1, dtype=np.int64)
         has = np.diff(indptr) > 0
         out[has] = indices[indptr[:-1][has]]
         return torch.from_numpy(out).to(device)
 
-    board_indptr = graph / "board__pin.indptr.npy"
-    if not board_indptr.exists():
-        raise InputError("is missing: train.board_negatives needs the graph's board -> pin table", file=board_indptr)
+    board_indptr, board_pins = csr("board__pin", None, n_pins)
+    n_pages = len(np.load(graph / "page__pin.indptr.npy", mmap_mode="r")) - 1
     tables = BoardPins(
-        pin_board=first("pin__board"),
-        indptr=torch.from_numpy(np.load(board_indptr).astype(np.int64)).to(device),
-        pins=torch.from_numpy(np.load(graph / "board__pin.indices.npy").astype(np.int64)).to(device),
+        pin_board=first(*csr("pin__board", n_pins, len(board_indptr) - 1)),
+        indptr=torch.from_numpy(board_indptr).to(device),
+        pins=torch.from_numpy(board_pins).to(device),
     )
-    return tables, first("pin__page")
+    return tables, first(*csr("pin__page", n_pins, n_pages))
 
 
 def resolve_device(name: str) -> torch.device:

@@ -69,13 +69,19 @@ class LearnedRotation(nn.Module):
         self.skew = nn.Parameter(torch.zeros(dim, dim))
 
     def matrix(self) -> Tensor:
-        return torch.linalg.matrix_exp(self.skew - self.skew.T)
+        """(D, D) float32, computed in float64 (no TF32 or float32 drift from orthogonality; D is small)."""
+        skew = self.skew.double()
+        return torch.linalg.matrix_exp(skew - skew.T).float()
 
     def forward(self, x: Tensor) -> Tensor:
-        return x @ self.matrix()[:, : self.out_dim].to(x.dtype)
+        """(n, D) float32 vectors turned, keeping the first ``out_dim`` coordinates."""
+        return x @ self.matrix()[:, : self.out_dim]
 
     @torch.no_grad()
     def numpy(self) -> np.ndarray:
-        """The (D, D) rotation in float64 arithmetic, as float32 (orthogonal to float32 precision)."""
-        skew = self.skew.detach().double().cpu()
-        return torch.linalg.matrix_exp(skew - skew.T).float().numpy()
+        """The (D, D) rotation as float32 (orthogonal to float32 precision)."""
+        return self.matrix().cpu().numpy()
+
+    def compose(self, base: np.ndarray) -> np.ndarray:
+        """(D, D) ``base @ Q``: raw targets to the trained space, when ``forward`` saw ``targets @ base``."""
+        return (np.asarray(base, np.float64) @ self.numpy().astype(np.float64)).astype(np.float32)
