@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Training A/B on the full Reddit data, on a lent GPU machine, after scripts/device_stage_in.sh (run from /tmp/code).
+#   bash scripts/device_ab.sh run NAME [train_ab.py options] --variant 'a: train.x=1' ...
+#       the upstream (ingest .. walk, once: a second caller waits for the first, then finds it up to date),
+#       then benchmarks/train_ab.py with the given options; log in /tmp/ab-NAME.log. Start it in the
+#       background so that it outlives the call: (setsid nohup bash scripts/device_ab.sh run A ... &)
+#   bash scripts/device_ab.sh status         the last lines of every A/B log: variants done, errors
+#   bash scripts/device_ab.sh collect DIR    logs, each variant's metrics.json, train manifest and validation
+#                                            curve, as one DIR/ab.tgz (what a call's $OUT brings back)
+# AB_CONFIG, AB_RUN, AB_DATA and AB_PYTHON override the defaults (e.g. to try it on the CPU with
+# configs/demo-reddit.toml, AB_DATA="" and AB_PYTHON=.venv/bin/python).
+set -euo pipefail
+export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+CONFIG=${AB_CONFIG:-configs/reddit.toml}
+RUN=${AB_RUN:-/tmp/runs/reddit}
+PY=${AB_PYTHON:-python3}
+read -r -a DATA <<<"${AB_DATA-"--set ingest.reddit.posts=/tmp/data/link_posts --set ingest.reddit.subreddits=/tmp/data/subreddits.parquet"}"
+
+case ${1:-} in
+  run)
+    name=${2:?usage: $0 run NAME [options] --variant ...}
+    shift 2
+    log=/tmp/ab-$name.log
+    {
+      date -u +"upstream wait %T"
+      flock /tmp/upstream.lock "$PY" -m linksage run walk --config "$CONFIG" --run-dir "$RUN" "${DATA[@]}"
+      date -u +"A/B start %T"
+      "$PY" benchmarks/train_ab.py --config "$CONFIG" --run-dir "$RUN" "${DATA[@]}" "$@"
+      date -u +"A/B done %T"
+    } >"$log" 2>&1
+    ;;
+  status)
+    for log in /tmp/ab-*.log; do
+      echo "== $log"
+      # progress bars end in carriage returns: keep the log's own lines
+      tr '\r' '\n' <"$log" | grep -E '^[0-9:]{8} \[(ab|train|evaluate)\] (.*done|step [0-9]+:|[a-z_]+ overrides)|^\| [a-z]|Error|A/B' | tail -n 12
+    done
+    ;;
+  collect)
+    out=${2:?usage: $0 collect DIR}
+    shopt -s nullglob
+    ab=$RUN-ab  # where train_ab.py puts the variants
+    files=(/tmp/ab-*.log "$ab"/*/evaluate/metrics.json "$ab"/*/train/manifest.json "$ab"/*/train/metrics.csv)
+    tar czf "$out/ab.tgz" "${files[@]}"
+    ls -la "$out"
+    ;;
+  *)
+    sed -n '2,11p' "$0" >&2
+    exit 2
+    ;;
+esac
