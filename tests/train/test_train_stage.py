@@ -152,11 +152,9 @@ def test_board_negatives_read_the_graphs_pin_tables(run_dir: Path, tmp_path: Pat
     shutil.copytree(run_dir, root)
     world = planted_world(n_pages=300, k=8)
     pins = np.arange(world.n_pins)
-    page_of_pin = np.repeat(np.arange(300), np.diff(world.indptr))[np.argsort(world.indices)]
     for name, (src, dst, n) in {
         "pin__board": (pins, world.pin_topic, world.n_pins),
         "board__pin": (world.pin_topic, pins, int(world.pin_topic.max()) + 1),
-        "pin__page": (pins, page_of_pin, world.n_pins),
     }.items():
         indptr, indices = _csr(src, dst, n)
         np.save(root / "graph" / f"{name}.indptr.npy", indptr)
@@ -180,3 +178,11 @@ def test_embedder_refuses_features_of_another_shape(
     np.save(other / "content" / "page_text.npy", np.concatenate([text, text], axis=1))
     with pytest.raises(LinksageError, match=r"page features \(text dim, image dim, image slots\) = \(64, 0, 1\)"):
         PageEmbedder.from_run(out, other)
+
+
+def test_pin_pages_are_each_pins_lowest_page() -> None:
+    from linksage.train.pairs import Pairs
+    from linksage.train.stage import _pin_pages
+
+    pairs = Pairs(page=np.array([0, 0, 1, 2, 3], np.int32), pin=np.array([4, 1, 1, 0, 4], np.int32))
+    np.testing.assert_array_equal(_pin_pages(pairs, 6), [2, 0, -1, -1, 0, -1])

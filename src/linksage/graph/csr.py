@@ -64,6 +64,15 @@ def csr_to_edges(indptr: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, n
     return src, np.asarray(indices, dtype=np.int64)
 
 
+def csr_first(indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """(n_src,) int64: each row's first neighbour, -1 for a row without one."""
+    indptr = np.asarray(indptr)
+    out = np.full(len(indptr) - 1, -1, dtype=np.int64)
+    has = np.diff(indptr) > 0
+    out[has] = np.asarray(indices)[indptr[:-1][has]]
+    return out
+
+
 def save_csr(folder: Path, src: str, dst: str, csr: CSR) -> None:
     indptr, indices = csr
     np.save(folder / f"{csr_stem(src, dst)}.indptr.npy", np.ascontiguousarray(indptr, dtype=np.int64))

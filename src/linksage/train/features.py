@@ -18,6 +18,7 @@ from torch import Tensor
 
 from linksage.config import ConfigError
 from linksage.errors import InputError
+from linksage.graph.csr import csr_first
 from linksage.model import PageInputs
 
 
@@ -407,8 +408,6 @@ def page_domains(indptr: np.ndarray, indices: np.ndarray, n_pages: int) -> tuple
     indptr = np.asarray(indptr)
     if len(indptr) != n_pages + 1:
         raise InputError(f"has {len(indptr)} entries, expected n_pages + 1 = {n_pages + 1}", file="page__domain")
-    has = np.diff(indptr) > 0
-    domain = np.full(n_pages, -1, dtype=np.int32)
-    domain[has] = np.asarray(indices)[indptr[:-1][has]]
+    domain = csr_first(indptr, indices).astype(np.int32)
     n_domains = int(np.asarray(indices).max()) + 1 if len(indices) else 0
     return domain, n_domains

@@ -90,10 +90,10 @@ class TrainData:
     pair_pin: Tensor  # (n,) int64
     val: EvalSet | None = None
     board_pins: BoardPins | None = None  # for train.board_negatives
-    # (n_pins,) int64 the (first) page each pin links to, -1 = none: masks candidates that are another
+    # (n_pins,) int64 the (lowest) page each pin links to, -1 = none: masks candidates that are another
     # positive of the row's page; None = only in-batch columns are checked (a uniform random pin is one of
     # them with probability degree / n_pins, a same-board pin far more often). A pin linking to several
-    # pages is checked against its first one only.
+    # pages is checked against its lowest one only.
     pin_page: Tensor | None = None
 
     @property

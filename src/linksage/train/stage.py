@@ -21,6 +21,7 @@ from linksage import log
 from linksage.config import ConfigError, config_to_dict, fingerprint
 from linksage.config.train import TrainConfig, check_dims, parse_date
 from linksage.errors import InputError
+from linksage.graph.csr import csr_first
 from linksage.model import EncoderConfig, LinkSageEncoder
 from linksage.pipeline import StageContext, StageResult
 from linksage.rundir import atomic_path
@@ -124,7 +125,8 @@ def run(ctx: StageContext) -> StageResult:
         val=make_eval_set(val, n_pins, cfg.eval_pages, cfg.eval_pool, cfg.seed, device) if len(val) else None,
     )
     if cfg.board_negatives:
-        data.board_pins, data.pin_page = _board_pins(root / "graph", n_pins, device)
+        data.board_pins = _board_pins(root / "graph", n_pins, device)
+        data.pin_page = torch.from_numpy(_pin_pages(pairs, n_pins)).to(device)
     log.event(
         f"[train] {len(by_split[TRAIN]):,} training pairs, {len(val):,} validation pairs, {enc_cfg.n_tokens} tokens, "
         f"device {device}{' bf16' if bf16 else ''}",
@@ -183,8 +185,8 @@ def run(ctx: StageContext) -> StageResult:
     )
 
 
-def _board_pins(graph: Path, n_pins: int, device: torch.device) -> tuple[BoardPins, torch.Tensor]:
-    """Same-board negatives' tables (each pin's first board, the board -> pins CSR) and each pin's first page."""
+def _board_pins(graph: Path, n_pins: int, device: torch.device) -> BoardPins:
+    """Same-board negatives' tables: each pin's first board and the board -> pins CSR, checked."""
 
     def csr(name: str, n_src: int | None, n_dst: int) -> tuple[np.ndarray, np.ndarray]:
         paths = graph / f"{name}.indptr.npy", graph / f"{name}.indices.npy"
@@ -201,20 +203,22 @@ def _board_pins(graph: Path, n_pins: int, device: torch.device) -> tuple[BoardPi
             )
         return indptr, indices
 
-    def first(indptr: np.ndarray, indices: np.ndarray) -> torch.Tensor:  # (n_src,) first neighbour, -1 = none
-        out = np.full(len(indptr) - 1, -1, dtype=np.int64)
-        has = np.diff(indptr) > 0
-        out[has] = indices[indptr[:-1][has]]
-        return torch.from_numpy(out).to(device)
-
     board_indptr, board_pins = csr("board__pin", None, n_pins)
-    n_pages = len(np.load(graph / "page__pin.indptr.npy", mmap_mode="r")) - 1
-    tables = BoardPins(
-        pin_board=first(*csr("pin__board", n_pins, len(board_indptr) - 1)),
+    pin_board = csr_first(*csr("pin__board", n_pins, len(board_indptr) - 1))
+    return BoardPins(
+        pin_board=torch.from_numpy(pin_board).to(device),
         indptr=torch.from_numpy(board_indptr).to(device),
         pins=torch.from_numpy(board_pins).to(device),
     )
-    return tables, first(*csr("pin__page", n_pins, n_pages))
+
+
+def _pin_pages(pairs: Pairs, n_pins: int) -> np.ndarray:
+    """(n_pins,) int64: each pin's first (lowest) page among the positive pairs, -1 for a pin in none."""
+    n_pages = int(pairs.page.max()) + 1 if len(pairs) else 0
+    page = np.full(n_pins, n_pages, dtype=np.int64)
+    np.minimum.at(page, pairs.pin, pairs.page.astype(np.int64))
+    page[page == n_pages] = -1
+    return page
 
 
 def resolve_device(name: str) -> torch.device:
