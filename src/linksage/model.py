@@ -5,14 +5,16 @@ Tokens, in order (B = pages, K = neighbours, M = image slots of the page itself)
     [global] [self text] [self image x M] [self degree] [board x S] [nbr text x K] [nbr image x K]
 
 Neighbour tokens carry a rank embedding (neighbours come sorted by visits, descending) and their log
-visit count. Missing neighbours and images are *masked out of attention* (key padding), never fed as
-zero vectors. The global token's output is projected to the largest Matryoshka dim.
+visit count, and when ``nbr_mean_dim`` > 0 the neighbour's mean pin target (never one the page shares).
+Missing neighbours and images are *masked out of attention* (key padding), never fed as zero vectors.
+The global token's output is projected to the largest Matryoshka dim.
 
-Board tokens (the collections the page's pins sit in, most pins first) carry the board's text vector
-and, when ``n_boards`` > 0, a learned embedding per board; a domain token (``n_domains`` > 0, opt-in) is a
-learned embedding of the page's domain, starting at zero so that a domain no training page reaches stays
-neutral. An index at or past either table (a board or domain first seen after training) reads the shared
-"unknown" row.
+Board tokens (the collections the page's pins sit in, most pins first) carry the board's text vector,
+when ``n_boards`` > 0 a learned embedding per board, and when ``board_mean_dim`` > 0 the board's mean
+pin target with the page's own pins left out (``linksage.train.pin_means``). A domain token
+(``n_domains`` > 0, opt-in) is a learned embedding of the page's domain, starting at zero so that a
+domain no training page reaches stays neutral. An index at or past either table (a board or domain first
+seen after training) reads the shared "unknown" row.
 """
 
 from __future__ import annotations
@@ -45,6 +47,10 @@ class EncoderConfig:
     board_slots: int = 0  # S: board tokens per page; 0 = none
     n_boards: int = 0  # rows of the learned board embedding (+1 unknown); 0 = board text only
     n_domains: int = 0  # rows of the learned domain embedding (+1 unknown); 0 = no domain token
+    board_mean_dim: int = 0  # Dm: board tokens also read their board's mean pin target; 0 = not
+    nbr_mean_dim: int = 0  # Dm: neighbour tokens also read the neighbour's mean pin target; 0 = not
+    # board and neighbour means are over pins created before this (unix s); None = all pins (see train/pin_means.py)
+    pin_means_before: int | None = None
 
     @property
     def n_tokens(self) -> int:
@@ -71,6 +77,8 @@ class PageInputs(NamedTuple):
     board_text: Tensor | None = None  # (B, S, Dt)
     board_ids: Tensor | None = None  # (B, S) int64 board_idx, -1 = no board
     board_mask: Tensor | None = None  # (B, S) bool
+    board_mean: Tensor | None = None  # (B, S, Dm): the board's mean pin target, the page's own pins left out
+    nbr_mean: Tensor | None = None  # (B, K, Dm): each neighbour's mean pin target (zeros where it shares a pin)
     domain_ids: Tensor | None = None  # (B,) int64 domain_idx, -1 = none
 
 
@@ -125,6 +133,11 @@ class LinkSageEncoder(nn.Module):
         self.visit_proj = nn.Linear(1, d) if cfg.neighbours else None
         self.board_type = nn.Parameter(torch.randn(d) * 0.02) if cfg.board_slots else None
         self.board_emb = nn.Embedding(cfg.n_boards + 1, d) if cfg.board_slots and cfg.n_boards else None
+        # bias-free: a slot whose board has no eligible pins left reads zeros and so adds nothing
+        with_mean = cfg.board_slots and cfg.board_mean_dim
+        self.board_mean_proj = nn.Linear(cfg.board_mean_dim, d, bias=False) if with_mean else None
+        with_nbr_mean = cfg.neighbours and cfg.nbr_mean_dim
+        self.nbr_mean_proj = nn.Linear(cfg.nbr_mean_dim, d, bias=False) if with_nbr_mean else None
         self.domain_type = nn.Parameter(torch.randn(d) * 0.02) if cfg.n_domains else None
         self.domain_emb = nn.Embedding(cfg.n_domains + 1, d) if cfg.n_domains else None
         if self.board_emb is not None:
@@ -161,6 +174,8 @@ class LinkSageEncoder(nn.Module):
                 unknown = self.cfg.n_boards
                 ids = torch.where((x.board_ids < 0) | (x.board_ids >= unknown), unknown, x.board_ids)  # (B, S)
                 board = board + self.board_emb(ids)
+            if self.board_mean_proj is not None and x.board_mean is not None:
+                board = board + self.board_mean_proj(x.board_mean)
             parts.append(board)
             masks.append(x.board_mask)
         if self.domain_emb is not None and self.domain_type is not None:
@@ -172,7 +187,10 @@ class LinkSageEncoder(nn.Module):
         if self.rank_emb is not None and self.visit_proj is not None:
             # rank (K, D) and log visit count (B, K, D) position each neighbour
             where = self.rank_emb + self.visit_proj(x.nbr_log_visits.unsqueeze(-1).to(self.rank_emb.dtype))
-            parts.append(self.text_proj(x.nbr_text) + ty[self.NBR_TEXT] + where)  # (B, K, D)
+            nbr = self.text_proj(x.nbr_text) + ty[self.NBR_TEXT] + where  # (B, K, D)
+            if self.nbr_mean_proj is not None and x.nbr_mean is not None:
+                nbr = nbr + self.nbr_mean_proj(x.nbr_mean)
+            parts.append(nbr)
             masks.append(x.nbr_mask)
             if self.image_proj is not None:
                 parts.append(self.image_proj(x.nbr_image) + ty[self.NBR_IMAGE] + where)  # (B, K, D)
@@ -224,5 +242,7 @@ def empty_inputs(cfg: EncoderConfig, batch: int, device: torch.device | str = "c
         board_text=rnd(batch, S, cfg.text_dim) if S else None,
         board_ids=torch.randint(0, max(cfg.n_boards, 1), (batch, S), generator=g).to(device) if S else None,
         board_mask=torch.ones(batch, S, dtype=torch.bool, device=device) if S else None,
+        board_mean=rnd(batch, S, cfg.board_mean_dim) if S and cfg.board_mean_dim else None,
+        nbr_mean=rnd(batch, K, cfg.nbr_mean_dim) if K and cfg.nbr_mean_dim else None,
         domain_ids=torch.randint(0, cfg.n_domains, (batch,), generator=g).to(device) if cfg.n_domains else None,
     )

@@ -47,7 +47,7 @@ def test_gather_equals_per_page_reference(tokens: bool) -> None:
     want = loop_gather(f, pages)
     for name, g, w in zip(got._fields, got, want, strict=True):
         if g is None or w is None:  # no board or domain tables: both leave those fields out
-            assert g is None and w is None and name.startswith(("board", "domain")), name
+            assert g is None and w is None and name.startswith(("board", "domain", "nbr_mean")), name
             continue
         assert g.dtype == (w.dtype if w.dtype != torch.float16 else torch.float32), name
         torch.testing.assert_close(g, w.to(g.dtype), msg=name)
@@ -102,11 +102,18 @@ def test_gather_with_board_tokens_equals_reference() -> None:
     rng = np.random.default_rng(1)
     boards = rng.integers(-1, 4, (20, 3)).astype(np.int32)
     f = dataclasses.replace(
-        f, boards=torch.from_numpy(boards), board_text=torch.from_numpy(rng.normal(size=(4, 6)).astype(np.float16))
+        f,
+        boards=torch.from_numpy(boards),
+        board_text=torch.from_numpy(rng.normal(size=(4, 6)).astype(np.float16)),
+        board_mean=torch.from_numpy(rng.normal(size=(20, 3, 5)).astype(np.float16)),
+        page_mean=torch.from_numpy(rng.normal(size=(20, 7)).astype(np.float16)),
+        nbr_mean_ok=torch.from_numpy(rng.random((20, 4)) < 0.6),
     )
     pages = [5, 1, 5, 19]
     got, want = f.gather(torch.tensor(pages)), loop_gather(f, pages)
     assert got.board_text is not None and got.board_text.shape == (4, 3, 6)
+    assert got.board_mean is not None and got.board_mean.shape == (4, 3, 5)
+    assert got.nbr_mean is not None and got.nbr_mean.shape == (4, 4, 7) and (got.nbr_mean == 0).all(-1).any()
     for name, g, w in zip(got._fields, got, want, strict=True):
         if name == "domain_ids":
             assert g is None and w is None
@@ -114,6 +121,10 @@ def test_gather_with_board_tokens_equals_reference() -> None:
         torch.testing.assert_close(g, w.to(g.dtype), msg=name)
     with pytest.raises(ValueError, match="come together"):
         dataclasses.replace(f, board_text=None)
+    with pytest.raises(ValueError, match=r"'board_mean' has shape \(20, 2, 5\), expected \(20, 3, 'D'\)"):
+        dataclasses.replace(f, board_mean=torch.zeros(20, 2, 5))
+    with pytest.raises(ValueError, match="'page_mean' and 'nbr_mean_ok' come together"):
+        dataclasses.replace(f, nbr_mean_ok=None)
 
 
 def test_page_domains_from_the_page_domain_csr() -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from train_world import planted_world, write_run_dir
+from train_world import planted_world, write_boards, write_run_dir
 
 from linksage.config import ConfigError, load_config
 from linksage.errors import InputError, LinksageError
@@ -140,25 +140,12 @@ def test_a_learned_rotation_is_saved_as_one_orthogonal_matrix(run_dir: Path) -> 
     assert set(result.metrics["test_recall@100"]) == {"8", "16", "32"}
 
 
-def _csr(src: np.ndarray, dst: np.ndarray, n_src: int) -> tuple[np.ndarray, np.ndarray]:
-    order = np.argsort(src, kind="stable")
-    return np.concatenate([[0], np.cumsum(np.bincount(src, minlength=n_src))]).astype(np.int64), dst[order]
-
-
 def test_board_negatives_read_the_graphs_pin_tables(run_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"board__pin\.indptr\.npy: is missing"):
         _run(run_dir, ["train.board_negatives=1"])
     root = tmp_path / "run"
     shutil.copytree(run_dir, root)
-    world = planted_world(n_pages=300, k=8)
-    pins = np.arange(world.n_pins)
-    for name, (src, dst, n) in {
-        "pin__board": (pins, world.pin_topic, world.n_pins),
-        "board__pin": (world.pin_topic, pins, int(world.pin_topic.max()) + 1),
-    }.items():
-        indptr, indices = _csr(src, dst, n)
-        np.save(root / "graph" / f"{name}.indptr.npy", indptr)
-        np.save(root / "graph" / f"{name}.indices.npy", indices)
+    write_boards(planted_world(n_pages=300, k=8), root)
     result, _ = _run(root, ["train.board_negatives=1"])
     assert result.counts["steps"] == 40 and set(result.metrics["test_recall@100"]) == {"8", "16", "32"}
 

@@ -93,8 +93,21 @@ def loop_gather(f: PageFeatures, pages: list[int]) -> PageInputs:
             )
         )
     core = [torch.stack([r[i] for r in rows]) for i in range(9)]
+    nbr_mean = None
+    if f.page_mean is not None and f.nbr_mean_ok is not None:
+        nbr_mean = torch.stack(
+            [
+                torch.stack(
+                    [
+                        f.page_mean[max(int(n), 0)].float() * bool(f.nbr_mean_ok[p, j])
+                        for j, n in enumerate(f.neighbours[p])
+                    ]
+                )
+                for p in pages
+            ]
+        )
     if f.boards is None or f.board_text is None or not f.board_slots:
-        return PageInputs(*core)
+        return PageInputs(*core, nbr_mean=nbr_mean)
     ids = [[int(b) for b in f.boards[p]] for p in pages]
     board_text = torch.stack([torch.stack([f.board_text[max(b, 0)].float() for b in row]) for row in ids])
     return PageInputs(
@@ -102,6 +115,8 @@ def loop_gather(f: PageFeatures, pages: list[int]) -> PageInputs:
         board_text=board_text,
         board_ids=torch.tensor(ids, dtype=torch.int64),
         board_mask=torch.tensor([[b >= 0 for b in row] for row in ids], dtype=torch.bool),
+        board_mean=None if f.board_mean is None else torch.stack([f.board_mean[p].float() for p in pages]),
+        nbr_mean=nbr_mean,
     )
 
 
@@ -116,3 +131,47 @@ def loop_page_boards(page_pins: list[list[int]], pin_boards: list[list[int]], sl
         ranked = sorted(counts, key=lambda b: (-counts[b], b))[:slots]
         out.append(ranked + [-1] * (slots - len(ranked)))
     return out
+
+
+def loop_board_means(
+    page_pins: list[list[int]],
+    pin_boards: list[list[int]],
+    boards: np.ndarray,
+    targets: np.ndarray,
+    eligible: np.ndarray,
+) -> np.ndarray:
+    """For each (page, slot): the float64 mean target over the slot board's eligible pins that are not the
+    page's own, pin by pin; zeros for an empty slot or when no such pin is left."""
+    n_pages, slots = boards.shape
+    out = np.zeros((n_pages, slots, targets.shape[1]))
+    for p in range(n_pages):
+        for s in range(slots):
+            b = int(boards[p, s])
+            if b < 0:
+                continue
+            members = [
+                q for q in range(len(pin_boards)) if b in pin_boards[q] and eligible[q] and q not in page_pins[p]
+            ]
+            if members:
+                out[p, s] = np.mean([targets[q].astype(np.float64) for q in members], axis=0)
+    return out
+
+
+def loop_page_means(page_pins: list[list[int]], targets: np.ndarray, eligible: np.ndarray) -> np.ndarray:
+    """Each page's float64 mean target over its eligible pins, zeros for none, page by page."""
+    out = np.zeros((len(page_pins), targets.shape[1]))
+    for p, pins in enumerate(page_pins):
+        kept = [targets[q].astype(np.float64) for q in pins if eligible[q]]
+        if kept:
+            out[p] = np.mean(kept, axis=0)
+    return out
+
+
+def loop_shares_a_pin(page_pins: list[list[int]], neighbours: np.ndarray) -> np.ndarray:
+    """True where the neighbour is the page itself or links one of the page's pins."""
+    return np.array(
+        [
+            [n >= 0 and (n == p or bool(set(page_pins[p]) & set(page_pins[n]))) for n in row]
+            for p, row in enumerate(neighbours)
+        ]
+    )

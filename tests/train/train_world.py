@@ -193,3 +193,21 @@ def encoder_for(data: TrainData, cfg: TrainConfig) -> LinkSageEncoder:
             temperature_init=cfg.temperature_init,
         )
     )
+
+
+def write_boards(world: World, root: Path) -> Path:
+    """Board tables for the run at ``root``: each pin on the board of its planted topic (graph/pin__board,
+    board__pin) and a random text vector per board (content/board_text.npy)."""
+    pins = np.arange(world.n_pins)
+    n_boards = int(world.pin_topic.max()) + 1
+    for name, (src, dst, n) in {
+        "pin__board": (pins, world.pin_topic, world.n_pins),
+        "board__pin": (world.pin_topic, pins, n_boards),
+    }.items():
+        order = np.argsort(src, kind="stable")
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(src, minlength=n))]).astype(np.int64)
+        np.save(root / "graph" / f"{name}.indptr.npy", indptr)
+        np.save(root / "graph" / f"{name}.indices.npy", dst[order].astype(np.int32))
+    text = np.random.default_rng(7).normal(size=(n_boards, world.page_text.shape[1])).astype(np.float16)
+    np.save(root / "content" / "board_text.npy", text)
+    return root

@@ -25,6 +25,12 @@ class TrainConfig:
     degree_buckets: int = 24  # self degree embedded by log2 bucket
     board_tokens: int = 4  # S: the page's boards (most of its pins first) as tokens; 0 = none
     board_ids: bool = True  # board tokens add a learned embedding per board to the board's text vector
+    # board tokens also read the mean target of the board's pins, the page's own pins left out (only pins
+    # created before split_date for a time split): what the board's pins are, in the targets' own space
+    board_means: bool = False
+    # neighbour tokens also read the mean target of the neighbour page's own pins (only pins created before
+    # split_date for a time split; zeros for a neighbour that shares a pin with the page)
+    neighbour_means: bool = False
     domain_token: bool = False  # a learned embedding of the page's domain (opt-in: -7.5% Recall@100 on Reddit)
 
     # The loss.
@@ -120,6 +126,10 @@ class TrainConfig:
                 "train.logq_correction: models in-batch and uniform random negatives only; "
                 f"set train.board_negatives = 0 (got {self.board_negatives}) or logq_correction = false"
             )
+        if self.board_means and not self.board_tokens:
+            raise ConfigError("train.board_means: reads the board tokens' boards; set train.board_tokens > 0")
+        if self.neighbour_means and not self.neighbours:
+            raise ConfigError("train.neighbour_means: reads the walk neighbours; set train.neighbours > 0")
         if self.val_split == "latest" and self.split != "time":
             raise ConfigError(
                 f'train.val_split = "latest" needs train.split = "time" (pages ordered by first_seen), '

@@ -156,6 +156,19 @@ def page_keys(
         board_fp = np.append(hash_rows(features.board_text.numpy()), np.uint64(ABSENT))
         boards = boards.astype(np.int64)
         slots = board_fp[np.where(boards >= 0, boards, len(board_fp) - 1)]  # (n, S) uint64
+        parts = [neighbour_fp[:, None], slots]
+        if features.board_mean is not None:  # the slots' board means move with other pages' pins
+            means = features.board_mean.numpy()
+            means = means if rows is None else means[rows]
+            parts.append(hash_rows(means.reshape(len(means), -1))[:, None])
+        neighbour_fp = hash_rows(np.concatenate(parts, axis=1))
+    if features.page_mean is not None and features.nbr_mean_ok is not None:
+        # neighbour means: what each neighbour's pins say moves with those pins, not with its content
+        ok = features.nbr_mean_ok.numpy()
+        ok = ok if rows is None else ok[rows]
+        mean_fp = hash_rows(features.page_mean.numpy())
+        read = (neighbours >= 0) & ok
+        slots = np.where(read, mean_fp[np.maximum(neighbours, 0)], np.uint64(ABSENT))  # (n, K) uint64
         neighbour_fp = hash_rows(np.concatenate([neighbour_fp[:, None], slots], axis=1))
     if rows is None:
         return PageKeys(url=url, page_id=ids, content_fp=content_fp, neighbour_fp=neighbour_fp)

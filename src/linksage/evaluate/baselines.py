@@ -38,7 +38,8 @@ def trained_variant(name: str, train: TrainConfig, cfg: EvaluateConfig, target_d
     """The train config of a trained baseline; ConfigError when it cannot be trained here."""
     changes: dict[str, object] = {}
     if name == "content_only":
-        changes.update(neighbours=0, board_tokens=0, domain_token=False)  # the page's own content: no graph
+        # the page's own content: no graph
+        changes.update(neighbours=0, board_tokens=0, board_means=False, neighbour_means=False, domain_token=False)
     elif (d := single_dim_of(name)) is not None:
         check_dims((d,), target_dim=target_dim)
         changes.update(dims=(d,), dim_weights=())

@@ -27,7 +27,13 @@ from linksage.ingest.urls import canonicalise, url_host
 from linksage.serve.errors import BadInput, NotFound
 from linksage.serve.ids import NUMBA_LOCK, page_id
 from linksage.serve.run_view import RunSnapshot
-from linksage.train.features import PageFeatures, page_boards, page_features_from_arrays
+from linksage.train.features import (
+    PageFeatures,
+    page_boards,
+    page_features_from_arrays,
+    run_board_means,
+    run_neighbour_means,
+)
 from linksage.train.infer import LinkSageModel, PageEmbedder
 from linksage.walk.pixie import CSR, WalkGraph, walk_pages
 
@@ -158,12 +164,24 @@ def _features(
     visits[0] = vis
     degrees = np.zeros(m, np.int64)
     degrees[0] = len(pin_idx)
-    boards = board_text = None
+    boards = board_text = board_mean = None
     if cfg.board_slots:
         board_text = np.load(content / "board_text.npy", mmap_mode="r")
         boards = np.full((m, cfg.board_slots), -1, np.int32)
         pin_board = graph.csr[("pin", "board")]
-        boards[0] = page_boards(np.array([0, len(pin_idx)]), pin_idx, *pin_board, cfg.board_slots)[0]
+        own = np.array([0, len(pin_idx)]), pin_idx
+        boards[0] = page_boards(*own, *pin_board, cfg.board_slots)[0]
+        if cfg.board_mean_dim:  # row 0's board means, its own pins left out, as the run's pages get them
+            board_mean = np.zeros((m, cfg.board_slots, cfg.board_mean_dim), np.float16)
+            board_mean[:1] = run_board_means(run.root, own, pin_board, boards[:1], cfg.pin_means_before)
+    page_mean = nbr_ok = None
+    if cfg.nbr_mean_dim:  # row 0's neighbours' pin means, none that shares a pin with it, as in the run
+        indptr, indices = graph.csr[("page", "pin")]
+        rows = [np.asarray(pin_idx, np.int64)] + [
+            np.asarray(indices[indptr[p] : indptr[p + 1]], np.int64) for p in present
+        ]
+        csr = np.cumsum([0] + [len(r) for r in rows]).astype(np.int64), np.concatenate(rows)
+        page_mean, nbr_ok = run_neighbour_means(run.root, csr, local, cfg.pin_means_before)
     domain = None
     if cfg.n_domains:
         domain = np.full(m, -1, np.int32)
@@ -190,6 +208,9 @@ def _features(
         degree_bucket_count=model.degree_buckets,
         boards=boards,
         board_text=board_text,
+        board_mean=board_mean,
+        page_mean=page_mean,
+        nbr_mean_ok=nbr_ok,
         domain=domain,
     )
     pages = run.need("pages")

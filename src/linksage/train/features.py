@@ -20,6 +20,8 @@ from linksage.config import ConfigError
 from linksage.errors import InputError
 from linksage.graph.csr import csr_first
 from linksage.model import PageInputs
+from linksage.train.pairs import time_column
+from linksage.train.pin_means import board_means, eligible_pins, page_means, page_pin_boards, shares_a_pin
 
 
 @dataclass
@@ -34,6 +36,11 @@ class PageFeatures:
     log_visits: Tensor  # (N, K) float32, log1p(visit count)
     boards: Tensor | None = None  # (N, S) int32 board_idx, -1 = none: the page's boards, most pins first
     board_text: Tensor | None = None  # (n_boards, Dt) float16: the boards' text vectors (board-indexed)
+    # (N, S, Dm) float16: each slot's board mean, the page's own pins left out (train/pin_means.py)
+    board_mean: Tensor | None = None
+    # (N, Dm) float16: each page's mean pin target, read only as another page's neighbour (train/pin_means.py)
+    page_mean: Tensor | None = None
+    nbr_mean_ok: Tensor | None = None  # (N, K) bool: neighbour k's page_mean may be read (no pin shared)
     domain: Tensor | None = None  # (N,) int32 domain_idx, -1 = none
     n_domains: int = 0  # domains in the graph (the learned domain table's size)
 
@@ -51,6 +58,24 @@ class PageFeatures:
                 raise ValueError(f"page feature table 'boards' has {self.boards.shape[0]} rows, expected {n}")
             if self.board_text.shape[1] != self.text.shape[1]:
                 raise ValueError(f"board text dim {self.board_text.shape[1]} differs from the page text dim")
+        if self.board_mean is not None and (
+            self.boards is None or self.board_mean.shape[:2] != self.boards.shape or self.board_mean.dim() != 3
+        ):
+            want = None if self.boards is None else (*self.boards.shape, "D")
+            got = tuple(self.board_mean.shape)
+            raise ValueError(f"page feature table 'board_mean' has shape {got}, expected {want}")
+        if (self.page_mean is None) != (self.nbr_mean_ok is None):
+            raise ValueError("page feature tables 'page_mean' and 'nbr_mean_ok' come together")
+        if (
+            self.page_mean is not None
+            and self.nbr_mean_ok is not None
+            and (self.page_mean.shape[0] != n or self.nbr_mean_ok.shape != self.neighbours.shape)
+        ):
+            raise ValueError(
+                f"page feature tables 'page_mean' {tuple(self.page_mean.shape)} and 'nbr_mean_ok' "
+                f"{tuple(self.nbr_mean_ok.shape)}: expected {n} rows and the neighbours' shape "
+                f"{tuple(self.neighbours.shape)}"
+            )
         if self.domain is not None and self.domain.shape[0] != n:
             raise ValueError(f"page feature table 'domain' has {self.domain.shape[0]} rows, expected {n}")
 
@@ -82,19 +107,34 @@ class PageFeatures:
     def n_boards(self) -> int:
         return 0 if self.board_text is None else int(self.board_text.shape[0])
 
+    @property
+    def nbr_mean_dim(self) -> int:
+        return 0 if self.page_mean is None else int(self.page_mean.shape[1])
+
+    @property
+    def board_mean_dim(self) -> int:
+        return 0 if self.board_mean is None else int(self.board_mean.shape[2])
+
     def gather(self, pages: Tensor, dtype: torch.dtype = torch.float32) -> PageInputs:
         """Encoder inputs of pages (B,) int64 on the device, in ``dtype``."""
         B, K = pages.shape[0], self.k
         nbr = self.neighbours.index_select(0, pages)  # (B, K) int32
         present = nbr >= 0
         flat = nbr.clamp_min(0).long().flatten()  # (B*K,) masked slots read page 0, never attended to
-        board_text = board_ids = board_mask = None
+        board_text = board_ids = board_mask = board_mean = None
         if self.boards is not None and self.board_text is not None and self.board_slots:
             S = self.board_slots
             board_ids = self.boards.index_select(0, pages).long()  # (B, S)
             board_mask = board_ids >= 0
             rows = board_ids.clamp_min(0).flatten()  # masked slots read board 0, never attended to
             board_text = self.board_text.index_select(0, rows).view(B, S, self.text_dim).to(dtype)  # (B, S, Dt)
+            if self.board_mean is not None:
+                board_mean = self.board_mean.index_select(0, pages).to(dtype)  # (B, S, Dm)
+        nbr_mean = None
+        if self.page_mean is not None and self.nbr_mean_ok is not None:
+            ok = self.nbr_mean_ok.index_select(0, pages).unsqueeze(-1)  # (B, K, 1)
+            means = self.page_mean.index_select(0, flat).view(B, K, self.nbr_mean_dim)
+            nbr_mean = torch.where(ok, means, 0.0).to(dtype)  # (B, K, Dm)
         return PageInputs(
             self_text=self.text.index_select(0, pages).to(dtype),  # (B, Dt)
             self_images=self.image.index_select(0, pages).to(dtype),  # (B, M, Di)
@@ -108,6 +148,8 @@ class PageFeatures:
             board_text=board_text,
             board_ids=board_ids,
             board_mask=board_mask,
+            board_mean=board_mean,
+            nbr_mean=nbr_mean,
             domain_ids=None if self.domain is None else self.domain.index_select(0, pages).long(),
         )
 
@@ -185,14 +227,7 @@ def page_boards(
     out = np.full((n_pages, slots), -1, dtype=np.int32)
     if slots == 0 or len(pin_board_indices) == 0:
         return out
-    pins = np.asarray(page_pin_indices, dtype=np.int64)
-    page = np.repeat(np.arange(n_pages, dtype=np.int64), np.diff(np.asarray(page_pin_indptr)))
-    lo, hi = np.asarray(pin_board_indptr)[pins], np.asarray(pin_board_indptr)[pins + 1]
-    per_edge = hi - lo  # boards of each (page, pin) edge
-    page = np.repeat(page, per_edge)
-    # positions lo..hi-1 of every edge, flattened: a running index minus each run's start, plus its lo
-    starts = np.repeat(np.cumsum(per_edge) - per_edge, per_edge)
-    board = np.asarray(pin_board_indices, dtype=np.int64)[np.arange(len(page)) - starts + np.repeat(lo, per_edge)]
+    page, _, board = page_pin_boards(page_pin_indptr, page_pin_indices, pin_board_indptr, pin_board_indices)
     n_boards = int(board.max()) + 1 if len(board) else 1
     pair, count = np.unique(page * n_boards + board, return_counts=True)  # sorted by (page, board)
     p, b = pair // n_boards, pair % n_boards
@@ -227,13 +262,18 @@ def page_features_from_arrays(
     copy: bool = True,
     boards: np.ndarray | None = None,
     board_text: np.ndarray | None = None,
+    board_mean: np.ndarray | None = None,
+    page_mean: np.ndarray | None = None,
+    nbr_mean_ok: np.ndarray | None = None,
     domain: np.ndarray | None = None,
     n_domains: int = 0,
 ) -> PageFeatures:
     """Build CPU tables from numpy arrays (memory-mapped or not), checking shapes and neighbour ids.
 
     ``boards`` (N, S) board_idx (-1 = none) with ``board_text`` (n_boards, Dt) give the board tokens
-    (left out when there are no boards); ``domain`` (N,) domain_idx (-1 = none) the domain token.
+    (left out when there are no boards), ``board_mean`` (N, S, Dm) their slots' board means
+    (``pin_means.board_means``); ``page_mean`` (N, Dm) with ``nbr_mean_ok`` (N, k) the neighbour means
+    (``pin_means.page_means``, ``~pin_means.shares_a_pin``); ``domain`` (N,) domain_idx (-1 = none) the domain token.
 
     ``image_tokens`` (N, M, Di) with ``image_token_mask`` give one token per image; otherwise the mean
     ``image`` (N, Di) is the page's single image slot (a view of the ``nbr_image`` table). ``k`` keeps the
@@ -307,6 +347,11 @@ def page_features_from_arrays(
         log_visits=t(vis),
         boards=t(np.asarray(boards, dtype=np.int32)) if with_boards else None,
         board_text=t(np.asarray(board_text, dtype=np.float16)) if with_boards else None,
+        board_mean=t(np.asarray(board_mean, dtype=np.float16)) if with_boards and board_mean is not None else None,
+        page_mean=None if page_mean is None else t(np.asarray(page_mean, dtype=np.float16)),
+        nbr_mean_ok=None
+        if nbr_mean_ok is None
+        else t(np.ascontiguousarray(np.asarray(nbr_mean_ok, dtype=bool)[:, :k])),
         domain=None if domain is None else t(np.asarray(domain, dtype=np.int32)),
         n_domains=n_domains,
     )
@@ -319,6 +364,9 @@ def load_page_features(
     image_mode: str = "each",
     degree_bucket_count: int = 24,
     board_slots: int = 0,
+    board_means: bool = False,
+    neighbour_means: bool = False,
+    pin_means_before: int | None = None,
     domains: bool = False,
     copy: bool = True,
 ) -> PageFeatures:
@@ -331,6 +379,10 @@ def load_page_features(
     page_image_mask.npy when ``image_mode`` is "each" and they exist), graph/page__pin.indptr.npy (the
     degree) and walk/neighbours.npy with visits.npy. With ``board_slots`` > 0, also content/board_text.npy
     and graph/pin__board.*: each page's top boards by pin count become board tokens (when both exist).
+    With ``board_means`` as well, content/pin_target.npy (and ingest/pins.parquet's created_at when
+    ``pin_means_before`` is set) give each board token its board's mean target, the page's own pins
+    left out (``pin_means.board_means``). With ``neighbour_means`` (and k > 0), the same targets give each
+    neighbour token its page's mean pin target, masked where the neighbour shares a pin with the page.
     With ``domains``, graph/page__domain.* gives each page's domain (the domain token).
     """
     content, graph, walk = run_dir / "content", run_dir / "graph", run_dir / "walk"
@@ -355,21 +407,24 @@ def load_page_features(
         neighbours, visits = load(walk / "neighbours.npy"), load(walk / "visits.npy")
     else:
         neighbours = visits = np.zeros((len(text), 0), np.int32)
-    boards = board_text = domain = None
+    boards = board_text = board_mean = domain = None
     n_domains = 0
     board_vectors = content / "board_text.npy"
     if board_slots > 0 and board_vectors.exists() and (graph / "pin__board.indptr.npy").exists():
         board_text = np.load(board_vectors)
-        boards = page_boards(
-            indptr,
-            load(graph / "page__pin.indices.npy"),
-            load(graph / "pin__board.indptr.npy"),
-            load(graph / "pin__board.indices.npy"),
-            board_slots,
-        )
+        page_pin = indptr, load(graph / "page__pin.indices.npy")
+        pin_board = load(graph / "pin__board.indptr.npy"), load(graph / "pin__board.indices.npy")
+        boards = page_boards(*page_pin, *pin_board, board_slots)
+        if board_means:
+            board_mean = run_board_means(run_dir, page_pin, pin_board, boards, pin_means_before)
     if domains and (graph / "page__domain.indptr.npy").exists():
         domain, n_domains = page_domains(
             load(graph / "page__domain.indptr.npy"), load(graph / "page__domain.indices.npy"), len(text)
+        )
+    page_mean = nbr_ok = None
+    if neighbour_means and k > 0:
+        page_mean, nbr_ok = run_neighbour_means(
+            run_dir, (indptr, load(graph / "page__pin.indices.npy")), neighbours[:, :k], pin_means_before
         )
     tokens = mask = None
     if image_mode == "each":
@@ -398,9 +453,51 @@ def load_page_features(
         copy=copy,
         boards=boards,
         board_text=board_text,
+        board_mean=board_mean,
+        page_mean=page_mean,
+        nbr_mean_ok=nbr_ok,
         domain=domain,
         n_domains=n_domains,
     )
+
+
+def run_board_means(
+    run_dir: Path,
+    page_pin: tuple[np.ndarray, np.ndarray],
+    pin_board: tuple[np.ndarray, np.ndarray],
+    boards: np.ndarray,
+    before: int | None,
+) -> np.ndarray:
+    """The board-means table of the pages of ``page_pin`` (a page -> pin CSR), by the run's pin targets and,
+    with a cut-off, its pins' created_at (see ``load_page_features``)."""
+    targets, eligible = _eligible_targets(run_dir, before)
+    if len(pin_board[0]) != len(targets) + 1:
+        raise InputError(
+            f"has {len(pin_board[0])} entries, expected n_pins + 1 = {len(targets) + 1}",
+            file=run_dir / "graph" / "pin__board.indptr.npy",
+        )
+    return board_means(*page_pin, *pin_board, boards, targets, eligible)
+
+
+def run_neighbour_means(
+    run_dir: Path, page_pin: tuple[np.ndarray, np.ndarray], neighbours: np.ndarray, before: int | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(page means (N, Dm), which neighbour slots may read them (N, K)) by the run's pin targets and, with
+    a cut-off, its pins' created_at (see ``load_page_features``)."""
+    targets, eligible = _eligible_targets(run_dir, before)
+    return page_means(*page_pin, targets, eligible), ~shares_a_pin(*page_pin, neighbours)
+
+
+def _eligible_targets(run_dir: Path, before: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The run's pin targets (memory-mapped) and which pins may enter pin means (``pin_means.eligible_pins``)."""
+    path = run_dir / "content" / "pin_target.npy"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; has its stage completed in {run_dir}?")
+    targets = np.load(path, mmap_mode="r")
+    created = None
+    if before is not None:
+        created = time_column(run_dir / "ingest" / "pins.parquet", "pin_idx", "created_at", len(targets))
+    return targets, eligible_pins(created, len(targets), before)
 
 
 def page_domains(indptr: np.ndarray, indices: np.ndarray, n_pages: int) -> tuple[np.ndarray, int]:

@@ -73,6 +73,9 @@ class LinkSageModel:
             image_mode=self.image_mode,
             degree_bucket_count=self.degree_buckets,
             board_slots=cfg.board_slots,
+            board_means=cfg.board_mean_dim > 0,
+            neighbour_means=cfg.nbr_mean_dim > 0,
+            pin_means_before=cfg.pin_means_before,
             domains=cfg.n_domains > 0,
             copy=copy,
         )
@@ -80,6 +83,16 @@ class LinkSageModel:
             raise LinksageError(
                 f"{run_dir}: the model takes {cfg.board_slots} board tokens per page, but the run has no board "
                 "tables (content/board_text.npy, graph/pin__board.*); rerun its content and graph stages"
+            )
+        if feats.board_mean_dim != cfg.board_mean_dim:
+            raise LinksageError(
+                f"{run_dir}: the model's board tokens read {cfg.board_mean_dim}-dim board means, the run's pin "
+                f"targets (content/pin_target.npy) give {feats.board_mean_dim}; embed with the run it was trained on"
+            )
+        if feats.nbr_mean_dim != cfg.nbr_mean_dim:
+            raise LinksageError(
+                f"{run_dir}: the model's neighbour tokens read {cfg.nbr_mean_dim}-dim neighbour means, the run's "
+                f"pin targets give {feats.nbr_mean_dim}; embed with the run it was trained on"
             )
         got = (feats.text_dim, feats.image_dim, feats.image_slots if feats.image_dim else cfg.image_slots)
         want = (cfg.text_dim, cfg.image_dim, cfg.image_slots)

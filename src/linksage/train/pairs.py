@@ -8,14 +8,18 @@ pairs also drop pins created on or after that date, so nothing from the test per
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 
 from linksage.config.train import TrainConfig, parse_date
 from linksage.errors import InputError, LinksageError
 
 UNUSED, TRAIN, VAL, TEST = -1, 0, 1, 2
 SPLIT_NAMES = {TRAIN: "train", VAL: "validation", TEST: "test"}
+
+UNKNOWN_TIME = np.iinfo(np.int64).min  # a null first_seen / created_at
 
 
 class LeakageError(LinksageError):
@@ -137,3 +141,19 @@ def assert_no_leakage(
         if late.size:
             q = int(train.pin[late[0]])
             raise LeakageError(f"training pin {q} was created at {int(pin_created_at[q])}, after the cutoff {cutoff}")
+
+
+def time_column(path: Path, index: str, column: str, n: int) -> np.ndarray | None:
+    """(n,) int64 unix seconds by index, UNKNOWN_TIME where null; None when the column is absent."""
+    schema = pq.read_schema(path)
+    if column not in schema.names:
+        return None
+    table = pq.read_table(path, columns=[index, column])
+    idx = table.column(index).to_numpy()
+    values = table.column(column).fill_null(UNKNOWN_TIME).cast("int64").to_numpy()
+    out = np.full(n, UNKNOWN_TIME, dtype=np.int64)
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        row = int(np.flatnonzero((idx < 0) | (idx >= n))[0])
+        raise InputError(f"{index} must be in 0..{n - 1}", file=path, row=row, column=index, value=int(idx[row]))
+    out[idx] = values
+    return out

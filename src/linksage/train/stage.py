@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pyarrow.parquet as pq
 import torch
 
 from linksage import log
@@ -38,10 +37,10 @@ from linksage.train.pairs import (
     pairs_of,
     positive_pairs,
     split_pages,
+    time_column,
 )
 from linksage.train.target_space import LearnedRotation, identity_rotation, pca_rotation, to_target_space
 
-UNKNOWN_TIME = np.iinfo(np.int64).min
 UPSTREAM = ("ingest", "content", "graph", "walk")
 
 
@@ -67,8 +66,8 @@ def run(ctx: StageContext) -> StageResult:
     first_seen = pin_created = None
     cutoff = None
     if cfg.split == "time":
-        first_seen = _time_column(root / "ingest" / "pages.parquet", "page_idx", "first_seen", len(degree))
-        pin_created = _time_column(root / "ingest" / "pins.parquet", "pin_idx", "created_at", len(targets))
+        first_seen = time_column(root / "ingest" / "pages.parquet", "page_idx", "first_seen", len(degree))
+        pin_created = time_column(root / "ingest" / "pins.parquet", "pin_idx", "created_at", len(targets))
         cutoff = int(parse_date("split_date", cfg.split_date).timestamp())
     split = split_pages(degree, cfg, first_seen, pages_file=str(root / "ingest" / "pages.parquet"))
     by_split = {w: pairs_of(pairs, split, w) for w in (TRAIN, VAL, TEST)}
@@ -91,6 +90,9 @@ def run(ctx: StageContext) -> StageResult:
         image_mode=cfg.image_tokens,
         degree_bucket_count=cfg.degree_buckets,
         board_slots=cfg.board_tokens,
+        board_means=cfg.board_means,
+        neighbour_means=cfg.neighbour_means,
+        pin_means_before=cutoff,
         domains=cfg.domain_token,
     )
     timings["load_s"] = time.perf_counter() - t
@@ -112,6 +114,9 @@ def run(ctx: StageContext) -> StageResult:
         board_slots=features.board_slots,
         n_boards=features.n_boards if cfg.board_ids else 0,
         n_domains=features.n_domains,
+        board_mean_dim=features.board_mean_dim,
+        nbr_mean_dim=features.nbr_mean_dim,
+        pin_means_before=cutoff if features.board_mean_dim or features.nbr_mean_dim else None,
     )
     torch.manual_seed(cfg.seed)
     model = LinkSageEncoder(enc_cfg).to(device)
@@ -227,22 +232,6 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f'train.device: {name!r} requested, but torch sees no CUDA device (set train.device = "cpu")')
     return torch.device(name)
-
-
-def _time_column(path: Path, index: str, column: str, n: int) -> np.ndarray | None:
-    """(n,) int64 unix seconds by index, UNKNOWN_TIME where null; None when the column is absent."""
-    schema = pq.read_schema(path)
-    if column not in schema.names:
-        return None
-    table = pq.read_table(path, columns=[index, column])
-    idx = table.column(index).to_numpy()
-    values = table.column(column).fill_null(UNKNOWN_TIME).cast("int64").to_numpy()
-    out = np.full(n, UNKNOWN_TIME, dtype=np.int64)
-    if idx.size and (idx.min() < 0 or idx.max() >= n):
-        row = int(np.flatnonzero((idx < 0) | (idx >= n))[0])
-        raise InputError(f"{index} must be in 0..{n - 1}", file=path, row=row, column=index, value=int(idx[row]))
-    out[idx] = values
-    return out
 
 
 def _test_recall(

@@ -1,0 +1,169 @@
+"""Means of pin targets as page inputs: board means and neighbour means, a page's own pins always left out.
+
+Board means: for each (page, board slot), the mean target vector of the board's pins, the page's own
+pins left out. Neighbour means: for each page, the mean target of its own pins, read only where the page
+is *another* page's neighbour, and never by a page that shares one of those pins (``shares_a_pin``).
+
+A board token says what the board is about through its text (and, optionally, a learned per-board vector
+that only knows the training period's boards). The board's pins say it better: their target vectors are
+the very space the page is trained into. So a board token may also carry the mean target of the board's
+*eligible* pins (created before a cut-off, the time split's ``split_date``; all pins for a random split),
+less the page's own pins: a page's positive pins never feed its own inputs, which is the no-leakage rule
+of the train stage (docs/training.md). Every row depends only on the graph, the targets, the cut-off and
+the page's own pin list, so an incremental day recomputes it and the embed fingerprints see a change.
+A neighbour token likewise says more through the neighbour's pins than through its URL alone.
+
+Sums are sparse-times-dense products in float64 (scipy: a fixed summation order, so the same inputs give
+the same bytes on every run), and the table is built in blocks of pages to bound memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+BLOCK_PAGES = 16_384
+
+
+def page_pin_boards(
+    page_pin_indptr: np.ndarray,
+    page_pin_indices: np.ndarray,
+    pin_board_indptr: np.ndarray,
+    pin_board_indices: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (page, pin, board) with the page linked by the pin and the pin on the board, as three int64
+    arrays in page order (then the page's pin order, then the pin's board order)."""
+    n_pages = len(page_pin_indptr) - 1
+    pins = np.asarray(page_pin_indices, dtype=np.int64)
+    page = np.repeat(np.arange(n_pages, dtype=np.int64), np.diff(np.asarray(page_pin_indptr)))
+    lo = np.asarray(pin_board_indptr, dtype=np.int64)[pins]
+    per_edge = np.asarray(pin_board_indptr, dtype=np.int64)[pins + 1] - lo  # boards of each (page, pin) edge
+    # positions lo..hi-1 of every edge, flattened: a running index minus each run's start, plus its lo
+    starts = np.repeat(np.cumsum(per_edge) - per_edge, per_edge)
+    at = np.arange(int(per_edge.sum()), dtype=np.int64) - starts + np.repeat(lo, per_edge)
+    board = np.asarray(pin_board_indices, dtype=np.int64)[at]
+    return np.repeat(page, per_edge), np.repeat(pins, per_edge), board
+
+
+def eligible_pins(created_at: np.ndarray | None, n_pins: int, before: int | None) -> np.ndarray:
+    """(n_pins,) bool: the pins whose targets may enter board means: created before ``before`` (unix
+    seconds), every pin when ``before`` or ``created_at`` is None. As for training pairs
+    (``pairs.drop_future_pins``), a pin of unknown time counts as before the cut-off."""
+    if before is None or created_at is None:
+        return np.ones(n_pins, dtype=bool)
+    if len(created_at) != n_pins:
+        raise ValueError(f"created_at has {len(created_at)} rows, expected one per pin ({n_pins})")
+    return np.asarray(created_at) < before
+
+
+def board_means(
+    page_pin_indptr: np.ndarray,
+    page_pin_indices: np.ndarray,
+    pin_board_indptr: np.ndarray,
+    pin_board_indices: np.ndarray,
+    boards: np.ndarray,
+    targets: np.ndarray,
+    eligible: np.ndarray,
+    block_pages: int = BLOCK_PAGES,
+) -> np.ndarray:
+    """(n_pages, S, D) float16: for page p and slot s, the mean of ``targets`` over the eligible pins of board
+    ``boards[p, s]`` that are not p's own pins (its page -> pin list); zeros where the slot is empty or no
+    such pin is left.
+
+    ``boards`` is the (n_pages, S) board table of the board tokens (``features.page_boards``, -1 = none) and
+    ``targets`` the (n_pins, D) pin targets (memory-mapped is fine: only eligible rows are read).
+    """
+    boards = np.asarray(boards)
+    n_pages, slots = boards.shape
+    n_pins, dim = targets.shape
+    out = np.zeros((n_pages, slots, dim), dtype=np.float16)
+    if n_pages == 0 or slots == 0 or not (boards >= 0).any():
+        return out
+    eligible = np.asarray(eligible, dtype=bool)
+    # each board's sum and count over its eligible pins
+    n_boards = max(int(boards.max()) + 1, int(np.max(pin_board_indices, initial=-1)) + 1)
+    member_pin = np.repeat(np.arange(n_pins, dtype=np.int64), np.diff(np.asarray(pin_board_indptr)))
+    member_board = np.asarray(pin_board_indices, dtype=np.int64)
+    used = np.zeros(n_boards, dtype=bool)
+    used[boards[boards >= 0]] = True  # only the boards that some slot holds are summed
+    keep = eligible[member_pin] & used[member_board]
+    pick = np.unique(member_pin[keep])
+    dense = np.asarray(targets[pick], dtype=np.float64)  # (n_read, D): the only target rows read
+    local = np.full(n_pins, -1, dtype=np.int64)
+    local[pick] = np.arange(len(pick))
+    board_sum, board_count = _sums(member_board[keep], local[member_pin[keep]], n_boards, dense)
+
+    # the page's own eligible pins on each of its slots' boards, to leave out
+    page, pin, board = page_pin_boards(page_pin_indptr, page_pin_indices, pin_board_indptr, pin_board_indices)
+    keep = eligible[pin]
+    page, pin, board = page[keep], pin[keep], board[keep]
+    match = boards[page] == board[:, None]  # (E, S): the slot holding the edge's board, if any
+    on_slot = match.any(axis=1)
+    page, pin, slot = page[on_slot], pin[on_slot], match[on_slot].argmax(axis=1)
+
+    bounds = np.searchsorted(page, np.arange(0, n_pages + block_pages, block_pages))
+    for i, lo in enumerate(range(0, n_pages, block_pages)):
+        hi = min(n_pages, lo + block_pages)
+        b = boards[lo:hi]  # (n, S)
+        e = slice(bounds[i], bounds[i + 1])
+        key = (page[e] - lo) * slots + slot[e]  # (page, slot) within the block
+        own_sum, own_count = _sums(key, local[pin[e]], (hi - lo) * slots, dense)
+        rows = np.where(b >= 0, b, 0)
+        total = board_sum[rows] - own_sum.reshape(hi - lo, slots, dim)
+        count = board_count[rows] - own_count.reshape(hi - lo, slots)
+        ok = (b >= 0) & (count > 0)
+        mean = np.divide(total, np.maximum(count, 1)[..., None])
+        out[lo:hi] = np.where(ok[..., None], mean, 0.0).astype(np.float16)
+    return out
+
+
+def _sums(group: np.ndarray, row: np.ndarray, n_groups: int, dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n_groups, D) float64 sums of ``dense[row]`` by ``group``, and (n_groups,) counts."""
+    ones = np.ones(len(group), dtype=np.float64)
+    select = sp.csr_matrix((ones, (group, row)), shape=(n_groups, len(dense)))
+    return np.asarray(select @ dense), np.bincount(group, minlength=n_groups)
+
+
+def page_means(
+    page_pin_indptr: np.ndarray, page_pin_indices: np.ndarray, targets: np.ndarray, eligible: np.ndarray
+) -> np.ndarray:
+    """(n_pages, D) float16: each page's mean target over its eligible pins; zeros for a page with none.
+
+    A page reads this row only as another page's neighbour (``PageFeatures.gather``), masked where the two
+    share a pin (``shares_a_pin``), so that no page reads its own positives.
+    """
+    indptr = np.asarray(page_pin_indptr, dtype=np.int64)
+    n_pages = len(indptr) - 1
+    pins = np.asarray(page_pin_indices, dtype=np.int64)
+    page = np.repeat(np.arange(n_pages, dtype=np.int64), np.diff(indptr))
+    keep = np.asarray(eligible, dtype=bool)[pins]
+    page, pins = page[keep], pins[keep]
+    pick = np.unique(pins)
+    dense = np.asarray(targets[pick], dtype=np.float64)
+    total, count = _sums(page, np.searchsorted(pick, pins), n_pages, dense)
+    mean = total / np.maximum(count, 1)[:, None]
+    return np.where(count[:, None] > 0, mean, 0.0).astype(np.float16)
+
+
+def shares_a_pin(page_pin_indptr: np.ndarray, page_pin_indices: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
+    """(n_pages, K) bool: True where neighbour ``neighbours[p, k]`` is p itself or links one of p's pins (a
+    pin that links several pages); False for -1 slots."""
+    indptr = np.asarray(page_pin_indptr, dtype=np.int64)
+    n_pages = len(indptr) - 1
+    pins = np.asarray(page_pin_indices, dtype=np.int64)
+    page = np.repeat(np.arange(n_pages, dtype=np.int64), np.diff(indptr))
+    # pins on two or more pages: every ordered pair of their pages shares a pin
+    order = np.argsort(pins, kind="stable")
+    pins_sorted, by_pin = pins[order], page[order]
+    starts = np.flatnonzero(np.r_[True, pins_sorted[1:] != pins_sorted[:-1]])
+    sizes = np.diff(np.r_[starts, len(pins_sorted)])
+    group_start, group_size = np.repeat(starts, sizes), np.repeat(sizes, sizes)  # per edge, of its pin's group
+    multi = np.flatnonzero(group_size > 1)
+    per = group_size[multi]  # each such edge pairs with every edge of its group
+    first = np.repeat(multi, per)
+    second = np.repeat(group_start[multi], per) + np.arange(int(per.sum())) - np.repeat(np.cumsum(per) - per, per)
+    shared = np.unique(by_pin[first] * n_pages + by_pin[second])
+    nbr = np.asarray(neighbours, dtype=np.int64)
+    query = np.arange(n_pages, dtype=np.int64)[:, None] * n_pages + np.maximum(nbr, 0)
+    own = nbr == np.arange(n_pages, dtype=np.int64)[:, None]
+    return (nbr >= 0) & (own | np.isin(query, shared))
