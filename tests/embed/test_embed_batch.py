@@ -280,3 +280,35 @@ def test_pages_with_images_embed_like_direct_inference(image_run: Path, tmp_path
     pages = np.array([row[u] for u in table["url"].to_pylist()])
     direct = PageEmbedder.from_run(image_run / "train", image_run, "cpu").embed(pages, batch_size=16)
     np.testing.assert_allclose(embedding_matrix(table["embedding"], 32), direct, atol=1e-6)  # other batches
+
+
+def test_pin_means_move_the_neighbour_fingerprints_of_exactly_the_pages_that_read_them(run: Path) -> None:
+    model = load_model(run / "train")
+    feats = model.features(run)
+    url, _ = read_pages(run)
+    rng = np.random.default_rng(0)
+    n, k, s = feats.n_pages, feats.k, 2
+    ok = rng.random((n, k)) < 0.7
+    with_means = dataclasses.replace(
+        feats,
+        boards=torch.from_numpy(rng.integers(-1, 3, (n, s)).astype(np.int32)),
+        board_text=torch.from_numpy(rng.normal(size=(3, feats.text_dim)).astype(np.float16)),
+        board_mean=torch.from_numpy(rng.normal(size=(n, s, 4)).astype(np.float16)),
+        page_mean=torch.from_numpy(rng.normal(size=(n, 4)).astype(np.float16)),
+        nbr_mean_ok=torch.from_numpy(ok),
+    )
+    before = page_keys(url, with_means).neighbour_fp
+    rows = np.array([7, 3, 150])
+    assert np.array_equal(page_keys(url, with_means, rows=rows).neighbour_fp, before[rows])  # a subset keys alike
+
+    j = int(np.bincount(feats.neighbours.numpy()[feats.neighbours.numpy() >= 0]).argmax())  # a popular neighbour
+    moved = dataclasses.replace(with_means, page_mean=with_means.page_mean.clone())
+    moved.page_mean[j] += 1
+    nbr = feats.neighbours.numpy()
+    readers = set(np.flatnonzero(((nbr == j) & ok).any(axis=1)).tolist())
+    assert readers and set(np.flatnonzero((nbr == j).any(axis=1)).tolist()) != readers  # some read it, some don't
+    assert set(np.flatnonzero(page_keys(url, moved).neighbour_fp != before).tolist()) == readers
+
+    own = dataclasses.replace(with_means, board_mean=with_means.board_mean.clone())
+    own.board_mean[5] += 1
+    assert np.flatnonzero(page_keys(url, own).neighbour_fp != before).tolist() == [5]

@@ -4,21 +4,28 @@ the run's whole feature tables plus one appended row for the encoder."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 from fastapi.testclient import TestClient
+from serve_world import build_world
 
 from linksage.config._load import build
+from linksage.config.serve import ServeConfig
 from linksage.config.walk import WalkConfig
 from linksage.content.text import HashingTextEncoder
 from linksage.content.urltext import text_from_url
 from linksage.ingest.urls import url_host
 from linksage.serve import schemas
+from linksage.serve.app import create_app
 from linksage.store.lance_store import EmbeddingStore
 from linksage.train.features import load_page_features, page_features_from_arrays
 from linksage.train.infer import PageEmbedder, load_model
+from linksage.train.pairs import time_column
+from linksage.train.pin_means import board_means, eligible_pins, page_means, shares_a_pin
 from linksage.walk.pixie import WalkGraph, walk_pages
 
 NEW = {
@@ -59,9 +66,11 @@ def reference_boards(world: Path, pins: list[int], slots: int) -> list[int]:
 
 
 def reference_embedding(world: Path, text: str, pins: list[int], nbr: np.ndarray, vis: np.ndarray) -> np.ndarray:
-    """The encoder over the run's whole tables with the new page appended as row n."""
+    """The encoder over the run's whole tables with the new page appended as row n (its pin means, when the
+    model reads them, computed over the whole graph with that row appended)."""
     model = load_model(world / "train")
-    slots = model.encoder.cfg.board_slots
+    cfg = model.encoder.cfg
+    slots = cfg.board_slots
     feats = load_page_features(world, k=model.neighbours, degree_bucket_count=model.degree_buckets, board_slots=slots)
     assert slots and feats.boards is not None and feats.board_text is not None  # the world has board tokens
     degree = len(pins)
@@ -71,27 +80,69 @@ def reference_embedding(world: Path, text: str, pins: list[int], nbr: np.ndarray
         [np.load(world / "walk" / "neighbours.npy")[:, :k], np.asarray(nbr[:k], np.int32)[None]]
     )
     visits = np.concatenate([np.load(world / "walk" / "visits.npy")[:, :k], np.asarray(vis[:k], np.float32)[None]])
-    degrees = np.diff(np.load(world / "graph" / "page__pin.indptr.npy"))
+    indptr = np.load(world / "graph" / "page__pin.indptr.npy")
+    boards = np.concatenate([feats.boards.numpy(), np.asarray([reference_boards(world, pins, slots)], np.int32)])
+    means: dict[str, np.ndarray] = {}
+    if cfg.board_mean_dim or cfg.nbr_mean_dim:
+        page_pin = (
+            np.append(indptr, indptr[-1] + len(pins)),
+            np.concatenate([np.load(world / "graph" / "page__pin.indices.npy"), np.asarray(pins, np.int32)]),
+        )
+        pin_board = (
+            np.load(world / "graph" / "pin__board.indptr.npy"),
+            np.load(world / "graph" / "pin__board.indices.npy"),
+        )
+        targets = np.load(world / "content" / "pin_target.npy")
+        created = time_column(world / "ingest" / "pins.parquet", "pin_idx", "created_at", len(targets))
+        eligible = eligible_pins(created, len(targets), cfg.pin_means_before)
+        if cfg.board_mean_dim:
+            means["board_mean"] = board_means(*page_pin, *pin_board, boards, targets, eligible)
+        if cfg.nbr_mean_dim:
+            means["page_mean"] = page_means(*page_pin, targets, eligible)
+            means["nbr_mean_ok"] = ~shares_a_pin(*page_pin, neighbours)
     appended = page_features_from_arrays(
         np.concatenate([feats.text.numpy(), own]),
-        np.concatenate([degrees, [degree]]),
+        np.concatenate([np.diff(indptr), [degree]]),
         neighbours,
         visits,
         k=k,
         degree_bucket_count=model.degree_buckets,
-        boards=np.concatenate([feats.boards.numpy(), np.asarray([reference_boards(world, pins, slots)], np.int32)]),
+        boards=boards,
         board_text=feats.board_text.numpy(),
+        **means,  # type: ignore[arg-type]
     )
     return PageEmbedder(model, appended).embed(np.array([appended.n_pages - 1]))[0]
 
 
 def test_a_new_page_is_embedded_from_its_url_and_pins(client: TestClient, world: Path) -> None:
     version = EmbeddingStore.open(world / "store").version
+    body = _check_new_page(client, world)
+    assert body.stored is None and EmbeddingStore.open(world / "store").version == version  # no write unless asked
+
+
+@pytest.fixture(scope="module")
+def means_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, TestClient]]:
+    """A run whose model reads board and neighbour means, and a client over it."""
+    root = tmp_path_factory.mktemp("serve-means") / "run"
+    build_world(root, overrides=("train.board_means=true", "train.neighbour_means=true"))
+    app = create_app(root, serve_cfg=ServeConfig(allow_store_writes=False), reload=False)
+    with TestClient(app) as c:
+        yield root, c
+
+
+def test_a_new_page_reads_pin_means_as_a_page_of_the_run_would(means_world: tuple[Path, TestClient]) -> None:
+    world, client = means_world
+    cfg = load_model(world / "train").encoder.cfg
+    assert cfg.board_mean_dim == 32 and cfg.nbr_mean_dim == 32
+    _check_new_page(client, world)
+
+
+def _check_new_page(client: TestClient, world: Path) -> schemas.EmbedOut:
+    """POST ``NEW`` and compare its walk and embedding with the references."""
     r = client.post("/v1/pages/embed", json=NEW)
     assert r.status_code == 200, r.text
     body = schemas.EmbedOut.model_validate(r.json())
     assert body.url == CANONICAL and body.text_source == "url" and body.pins == 2 and not body.in_store
-    assert body.stored is None and EmbeddingStore.open(world / "store").version == version  # no write unless asked
     assert body.dim == 32 and abs(np.linalg.norm(body.embedding) - 1.0) < 1e-5
 
     pin_ids = pq.read_table(world / "ingest" / "pins.parquet", columns=["pin_id"])["pin_id"].to_pylist()
@@ -107,6 +158,7 @@ def test_a_new_page_is_embedded_from_its_url_and_pins(client: TestClient, world:
 
     want = reference_embedding(world, text_from_url(CANONICAL), pin_idx, nbr, vis)
     np.testing.assert_allclose(body.embedding, want, atol=2e-5)
+    return body
 
 
 def test_given_content_is_used_and_results_are_repeatable(client: TestClient, world: Path) -> None:

@@ -198,3 +198,24 @@ def test_every_page_is_compared_when_the_store_moved_since_the_last_embed(run: P
     store.restore(store.version)  # the same rows as a new version: not the one the last embed made
     summary = update(config(), run, day, DAY)
     assert summary["counts"]["embed_checked"] == summary["counts"]["embed_pages"]
+
+
+def test_with_pin_means_every_stored_row_is_what_the_grown_run_gives(tmp_path: Path, day: Path) -> None:
+    """A new pin moves its board's mean for pages the day's walks never reach: every page is compared, and
+    the store ends up holding exactly what inference on the grown run gives, page for page."""
+    from linksage.pipeline import run_stages
+    from linksage.store.fingerprint import page_ids
+    from linksage.train.infer import PageEmbedder
+
+    means = ("train.board_means=true", "train.neighbour_means=true")
+    run = tmp_path / "run"
+    run_stages(config(means), run, ["embed"])
+    summary = update(config(means), run, day, DAY)
+    c = summary["counts"]
+    assert c["embed_checked"] == c["embed_pages"] > c["walk_touched"]
+    assert c["embed_embedded"] > c["walk_touched"]  # pages the walks did not touch moved too
+    urls = pq.read_table(run / "ingest" / "pages.parquet", columns=["url"])["url"].combine_chunks()
+    direct = PageEmbedder.from_run(run / "train", run, "cpu").embed(np.arange(len(urls)))
+    rows = store_rows(run)
+    stored = np.stack([np.frombuffer(rows[int(i)][0], dtype=np.float32) for i in page_ids(urls)])
+    np.testing.assert_allclose(stored, direct, atol=1e-5)

@@ -105,7 +105,10 @@ def update(
         with_day = dataclasses.replace(cfg, embed=dataclasses.replace(cfg.embed, day=day))
         # otherwise (a re-run, a retrain, a store or run changed since its last embed) every page is compared
         touched_path = rd.stage_dir("walk") / TOUCHED  # absent from a walk step an older linksage finished
-        touched = np.load(touched_path) if follows and touched_path.exists() else None
+        # pin means move with pins far from the walked pages (a new pin changes its board's mean for every
+        # page on that board): then every page is compared, by its fingerprints
+        pin_means = cfg.train.board_means or cfg.train.neighbour_means
+        touched = np.load(touched_path) if follows and touched_path.exists() and not pin_means else None
         embed_manifest = run_stage(embed, with_day, rd, key, parts, functools.partial(embed_run, candidates=touched))
         summary = _summary(rd, entry, embed_manifest, started, applied is not None, retrain)
         _seal_update(rd, summary)
