@@ -293,7 +293,9 @@ def test_pin_means_move_the_neighbour_fingerprints_of_exactly_the_pages_that_rea
         feats,
         boards=torch.from_numpy(rng.integers(-1, 3, (n, s)).astype(np.int32)),
         board_text=torch.from_numpy(rng.normal(size=(3, feats.text_dim)).astype(np.float16)),
-        board_mean=torch.from_numpy(rng.normal(size=(n, s, 4)).astype(np.float16)),
+        board_mean=torch.from_numpy(np.vstack([rng.normal(size=(3, 4)), np.zeros((1, 4))]).astype(np.float16)),
+        board_mean_fixed=torch.from_numpy(rng.normal(size=(n, 4)).astype(np.float16)),
+        board_mean_at=torch.from_numpy(np.where(rng.random((n, s)) < 0.5, np.arange(n)[:, None], -1).astype(np.int32)),
         page_mean=torch.from_numpy(rng.normal(size=(n, 4)).astype(np.float16)),
         nbr_mean_ok=torch.from_numpy(ok),
     )
@@ -309,6 +311,13 @@ def test_pin_means_move_the_neighbour_fingerprints_of_exactly_the_pages_that_rea
     assert readers and set(np.flatnonzero((nbr == j).any(axis=1)).tolist()) != readers  # some read it, some don't
     assert set(np.flatnonzero(page_keys(url, moved).neighbour_fp != before).tolist()) == readers
 
-    own = dataclasses.replace(with_means, board_mean=with_means.board_mean.clone())
-    own.board_mean[5] += 1
-    assert np.flatnonzero(page_keys(url, own).neighbour_fp != before).tolist() == [5]
+    at = with_means.board_mean_at.numpy()
+    p = int(np.flatnonzero((at >= 0).any(axis=1))[0])
+    own = dataclasses.replace(with_means, board_mean_fixed=with_means.board_mean_fixed.clone())
+    own.board_mean_fixed[int(at[p][at[p] >= 0][0])] += 1  # a corrected row: page p's alone
+    assert np.flatnonzero(page_keys(url, own).neighbour_fp != before).tolist() == [p]
+    board = dataclasses.replace(with_means, board_mean=with_means.board_mean.clone())
+    board.board_mean[1] += 1  # board 1's plain mean: every page with a slot on board 1 that is not corrected
+    boards = with_means.boards.numpy()
+    plain = set(np.flatnonzero(((boards == 1) & (at < 0)).any(axis=1)).tolist())
+    assert plain and set(np.flatnonzero(page_keys(url, board).neighbour_fp != before).tolist()) == plain

@@ -82,7 +82,7 @@ def reference_embedding(world: Path, text: str, pins: list[int], nbr: np.ndarray
     visits = np.concatenate([np.load(world / "walk" / "visits.npy")[:, :k], np.asarray(vis[:k], np.float32)[None]])
     indptr = np.load(world / "graph" / "page__pin.indptr.npy")
     boards = np.concatenate([feats.boards.numpy(), np.asarray([reference_boards(world, pins, slots)], np.int32)])
-    means: dict[str, np.ndarray] = {}
+    means: dict[str, object] = {}
     if cfg.board_mean_dim or cfg.nbr_mean_dim:
         page_pin = (
             np.append(indptr, indptr[-1] + len(pins)),
@@ -96,7 +96,7 @@ def reference_embedding(world: Path, text: str, pins: list[int], nbr: np.ndarray
         created = time_column(world / "ingest" / "pins.parquet", "pin_idx", "created_at", len(targets))
         eligible = eligible_pins(created, len(targets), cfg.pin_means_before)
         if cfg.board_mean_dim:
-            means["board_mean"] = board_means(*page_pin, *pin_board, boards, targets, eligible)
+            means["board_means"] = board_means(*page_pin, *pin_board, boards, targets, eligible)
         if cfg.nbr_mean_dim:
             means["page_mean"] = page_means(*page_pin, targets, eligible)
             means["nbr_mean_ok"] = ~shares_a_pin(*page_pin, neighbours)

@@ -105,7 +105,11 @@ def test_gather_with_board_tokens_equals_reference() -> None:
         f,
         boards=torch.from_numpy(boards),
         board_text=torch.from_numpy(rng.normal(size=(4, 6)).astype(np.float16)),
-        board_mean=torch.from_numpy(rng.normal(size=(20, 3, 5)).astype(np.float16)),
+        board_mean=torch.from_numpy(np.vstack([rng.normal(size=(4, 5)), np.zeros((1, 5))]).astype(np.float16)),
+        board_mean_fixed=torch.from_numpy(rng.normal(size=(6, 5)).astype(np.float16)),
+        board_mean_at=torch.from_numpy(
+            np.where(rng.random((20, 3)) < 0.3, rng.integers(0, 6, (20, 3)), -1).astype(np.int32)
+        ),
         page_mean=torch.from_numpy(rng.normal(size=(20, 7)).astype(np.float16)),
         nbr_mean_ok=torch.from_numpy(rng.random((20, 4)) < 0.6),
     )
@@ -121,8 +125,10 @@ def test_gather_with_board_tokens_equals_reference() -> None:
         torch.testing.assert_close(g, w.to(g.dtype), msg=name)
     with pytest.raises(ValueError, match="come together"):
         dataclasses.replace(f, board_text=None)
-    with pytest.raises(ValueError, match=r"'board_mean' has shape \(20, 2, 5\), expected \(20, 3, 'D'\)"):
-        dataclasses.replace(f, board_mean=torch.zeros(20, 2, 5))
+    with pytest.raises(ValueError, match=r"'board_mean_at' has shape \(20, 2\), expected the boards' \(20, 3\)"):
+        dataclasses.replace(f, board_mean_at=torch.zeros(20, 2, dtype=torch.int32))
+    with pytest.raises(ValueError, match="'board_mean', 'board_mean_fixed' and 'board_mean_at' come together"):
+        dataclasses.replace(f, board_mean_fixed=None)
     with pytest.raises(ValueError, match="'page_mean' and 'nbr_mean_ok' come together"):
         dataclasses.replace(f, nbr_mean_ok=None)
 

@@ -16,6 +16,7 @@ from train_world import planted_world, write_boards, write_run_dir
 from linksage.config import ConfigError, load_config
 from linksage.pipeline import StageContext
 from linksage.rundir import RunDir
+from linksage.train import pin_means
 from linksage.train.features import page_boards
 from linksage.train.infer import embed_pages, load_model
 from linksage.train.pin_means import board_means, eligible_pins, page_means, shares_a_pin
@@ -27,7 +28,9 @@ def _csr(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return indptr, np.array([x for r in rows for x in r], dtype=np.int32)
 
 
-def _graph(seed: int = 0, n_pages: int = 30, n_pins: int = 60, n_boards: int = 6):
+def _graph(
+    seed: int = 0, n_pages: int = 30, n_pins: int = 60, n_boards: int = 6
+) -> tuple[list[list[int]], list[list[int]], np.ndarray]:
     rng = np.random.default_rng(seed)
     page_pins = [sorted(rng.choice(n_pins, rng.integers(0, 5), replace=False).tolist()) for _ in range(n_pages)]
     pin_boards = [sorted(rng.choice(n_boards, rng.integers(0, 3), replace=False).tolist()) for _ in range(n_pins)]
@@ -35,16 +38,19 @@ def _graph(seed: int = 0, n_pages: int = 30, n_pins: int = 60, n_boards: int = 6
     return page_pins, pin_boards, targets
 
 
-@pytest.mark.parametrize("block", [1, 7, 1000])
-def test_board_means_equal_the_pin_by_pin_reference(block: int) -> None:
-    page_pins, pin_boards, targets = _graph()
-    eligible = np.random.default_rng(1).random(len(targets)) < 0.7
+@pytest.mark.parametrize(("seed", "chunk"), [(0, 3), (1, 7), (2, 16_384)])
+def test_board_means_equal_the_pin_by_pin_reference(seed: int, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pin_means, "CHUNK_KEYS", chunk)  # chunks of any size give the same table
+    page_pins, pin_boards, targets = _graph(seed)
+    eligible = np.random.default_rng(seed + 10).random(len(targets)) < 0.7
     boards = page_boards(*_csr(page_pins), *_csr(pin_boards), 3)
-    got = board_means(*_csr(page_pins), *_csr(pin_boards), boards, targets, eligible, block_pages=block)
+    means = board_means(*_csr(page_pins), *_csr(pin_boards), boards, targets, eligible)
+    got = means.dense(boards)
     want = loop_board_means(page_pins, pin_boards, boards, targets, eligible)
     assert got.dtype == np.float16 and got.shape == (30, 3, 5)
     np.testing.assert_allclose(got.astype(np.float64), want, atol=2e-3)
     assert (np.abs(want).sum(-1) > 0).sum() > 20  # most slots hold a mean: the comparison is not vacuous
+    assert 0 < len(means.fixed) < (boards >= 0).sum()  # some slots hold own pins and get a row of their own
 
 
 def test_a_pages_own_pins_never_enter_its_row() -> None:
@@ -52,11 +58,11 @@ def test_a_pages_own_pins_never_enter_its_row() -> None:
     csrs = _csr(page_pins), _csr(pin_boards)
     boards = page_boards(*csrs[0], *csrs[1], 2)
     eligible = np.ones(len(targets), dtype=bool)
-    before = board_means(*csrs[0], *csrs[1], boards, targets, eligible)
+    before = board_means(*csrs[0], *csrs[1], boards, targets, eligible).dense(boards)
     p = next(i for i, pins in enumerate(page_pins) if pins and (boards[i] >= 0).any())
     scrambled = targets.copy()
     scrambled[page_pins[p]] = 100.0  # the page's own pins only
-    after = board_means(*csrs[0], *csrs[1], boards, scrambled, eligible)
+    after = board_means(*csrs[0], *csrs[1], boards, scrambled, eligible).dense(boards)
     np.testing.assert_array_equal(after[p], before[p])
     assert not np.array_equal(after, before)  # other pages on those boards do see the change
 
@@ -68,10 +74,10 @@ def test_ineligible_pins_never_enter_any_row() -> None:
     created = np.arange(len(targets))
     eligible = eligible_pins(created, len(targets), before=40)
     assert eligible.sum() == 40 and eligible_pins(None, 5, before=40).all() and eligible_pins(created, 60, None).all()
-    before = board_means(*csrs[0], *csrs[1], boards, targets, eligible)
+    before = board_means(*csrs[0], *csrs[1], boards, targets, eligible).dense(boards)
     later = targets.copy()
     later[40:] = -50.0
-    np.testing.assert_array_equal(board_means(*csrs[0], *csrs[1], boards, later, eligible), before)
+    np.testing.assert_array_equal(board_means(*csrs[0], *csrs[1], boards, later, eligible).dense(boards), before)
     with pytest.raises(ValueError, match="created_at has 3 rows"):
         eligible_pins(np.zeros(3), 5, before=1)
 
@@ -81,13 +87,15 @@ def test_empty_slots_and_boards_left_empty_read_zeros() -> None:
     page_pins, pin_boards = [[0], [1]], [[0], [1], [1]]
     targets = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]], dtype=np.float32)
     boards = page_boards(*_csr(page_pins), *_csr(pin_boards), 2)
-    got = board_means(*_csr(page_pins), *_csr(pin_boards), boards, targets, np.ones(3, dtype=bool))
+    got = board_means(*_csr(page_pins), *_csr(pin_boards), boards, targets, np.ones(3, dtype=bool)).dense(boards)
     assert boards.tolist() == [[0, -1], [1, -1]]
     np.testing.assert_array_equal(got[0], 0.0)
     np.testing.assert_array_equal(got[1], [[5.0, 6.0], [0.0, 0.0]])  # board 1 less page 1's own pin 1
 
 
-def test_page_means_and_shared_pins_equal_the_references() -> None:
+@pytest.mark.parametrize("chunk", [4, 16_384])
+def test_page_means_and_shared_pins_equal_the_references(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pin_means, "CHUNK_KEYS", chunk)
     page_pins, _, targets = _graph(seed=4, n_pins=40)  # 30 pages on 40 pins: many pins link several pages
     eligible = np.random.default_rng(5).random(len(targets)) < 0.8
     got = page_means(*_csr(page_pins), targets, eligible)

@@ -115,9 +115,24 @@ def loop_gather(f: PageFeatures, pages: list[int]) -> PageInputs:
         board_text=board_text,
         board_ids=torch.tensor(ids, dtype=torch.int64),
         board_mask=torch.tensor([[b >= 0 for b in row] for row in ids], dtype=torch.bool),
-        board_mean=None if f.board_mean is None else torch.stack([f.board_mean[p].float() for p in pages]),
+        board_mean=None if f.board_mean is None else torch.stack([_loop_board_mean(f, p) for p in pages]),
         nbr_mean=nbr_mean,
     )
+
+
+def _loop_board_mean(f: PageFeatures, p: int) -> Tensor:
+    """Page p's board-mean slots: its corrected row where it has one, else its board's row (zeros: none)."""
+    assert f.board_mean is not None and f.board_mean_fixed is not None and f.board_mean_at is not None
+    assert f.boards is not None
+    rows = []
+    for b, at in zip(f.boards[p].tolist(), f.board_mean_at[p].tolist(), strict=True):
+        if at >= 0:
+            rows.append(f.board_mean_fixed[at].float())
+        elif b >= 0:
+            rows.append(f.board_mean[b].float())
+        else:
+            rows.append(torch.zeros(f.board_mean.shape[1]))
+    return torch.stack(rows)
 
 
 def loop_page_boards(page_pins: list[list[int]], pin_boards: list[list[int]], slots: int) -> list[list[int]]:

@@ -157,10 +157,16 @@ def page_keys(
         boards = boards.astype(np.int64)
         slots = board_fp[np.where(boards >= 0, boards, len(board_fp) - 1)]  # (n, S) uint64
         parts = [neighbour_fp[:, None], slots]
-        if features.board_mean is not None:  # the slots' board means move with other pages' pins
-            means = features.board_mean.numpy()
-            means = means if rows is None else means[rows]
-            parts.append(hash_rows(means.reshape(len(means), -1))[:, None])
+        if features.board_mean is not None and features.board_mean_fixed is not None:
+            # the slots' board means move with other pages' pins: hash the row each slot reads
+            at = features.board_mean_at.numpy() if features.board_mean_at is not None else None
+            at = at if rows is None or at is None else at[rows]
+            mean_fp = hash_rows(features.board_mean.numpy())  # the last row: empty slots
+            fixed_fp = hash_rows(features.board_mean_fixed.numpy())
+            read = np.where(boards >= 0, mean_fp[np.where(boards >= 0, boards, len(mean_fp) - 1)], mean_fp[-1])
+            if at is not None and len(fixed_fp):
+                read = np.where(at >= 0, fixed_fp[np.maximum(at, 0)], read)
+            parts.append(read)
         neighbour_fp = hash_rows(np.concatenate(parts, axis=1))
     if features.page_mean is not None and features.nbr_mean_ok is not None:
         # neighbour means: what each neighbour's pins say moves with those pins, not with its content

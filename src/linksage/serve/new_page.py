@@ -15,6 +15,7 @@ like the embed stage would key it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,7 +165,7 @@ def _features(
     visits[0] = vis
     degrees = np.zeros(m, np.int64)
     degrees[0] = len(pin_idx)
-    boards = board_text = board_mean = None
+    boards = board_text = board_means = None
     if cfg.board_slots:
         board_text = np.load(content / "board_text.npy", mmap_mode="r")
         boards = np.full((m, cfg.board_slots), -1, np.int32)
@@ -172,8 +173,10 @@ def _features(
         own = np.array([0, len(pin_idx)]), pin_idx
         boards[0] = page_boards(*own, *pin_board, cfg.board_slots)[0]
         if cfg.board_mean_dim:  # row 0's board means, its own pins left out, as the run's pages get them
-            board_mean = np.zeros((m, cfg.board_slots, cfg.board_mean_dim), np.float16)
-            board_mean[:1] = run_board_means(run.root, own, pin_board, boards[:1], cfg.pin_means_before)
+            row0 = run_board_means(run.root, own, pin_board, boards[:1], cfg.pin_means_before)
+            at = np.full((m, cfg.board_slots), -1, np.int32)
+            at[:1] = row0.at
+            board_means = dataclasses.replace(row0, at=at)  # rows 1.. are neighbours: their boards are not read
     page_mean = nbr_ok = None
     if cfg.nbr_mean_dim:  # row 0's neighbours' pin means, none that shares a pin with it, as in the run
         indptr, indices = graph.csr[("page", "pin")]
@@ -208,7 +211,7 @@ def _features(
         degree_bucket_count=model.degree_buckets,
         boards=boards,
         board_text=board_text,
-        board_mean=board_mean,
+        board_means=board_means,
         page_mean=page_mean,
         nbr_mean_ok=nbr_ok,
         domain=domain,

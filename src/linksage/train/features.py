@@ -21,7 +21,14 @@ from linksage.errors import InputError
 from linksage.graph.csr import csr_first
 from linksage.model import PageInputs
 from linksage.train.pairs import time_column
-from linksage.train.pin_means import board_means, eligible_pins, page_means, page_pin_boards, shares_a_pin
+from linksage.train.pin_means import (
+    BoardMeans,
+    board_means,
+    eligible_pins,
+    page_means,
+    page_pin_boards,
+    shares_a_pin,
+)
 
 
 @dataclass
@@ -36,8 +43,12 @@ class PageFeatures:
     log_visits: Tensor  # (N, K) float32, log1p(visit count)
     boards: Tensor | None = None  # (N, S) int32 board_idx, -1 = none: the page's boards, most pins first
     board_text: Tensor | None = None  # (n_boards, Dt) float16: the boards' text vectors (board-indexed)
-    # (N, S, Dm) float16: each slot's board mean, the page's own pins left out (train/pin_means.py)
+    # board means, the page's own pins left out (train/pin_means.py ``BoardMeans``): (n_boards + 1, Dm)
+    # float16 per board (the last row zeros, for empty slots), (n_fixed, Dm) corrected rows, and (N, S) int32
+    # the corrected row each slot reads (-1 = its board's row)
     board_mean: Tensor | None = None
+    board_mean_fixed: Tensor | None = None
+    board_mean_at: Tensor | None = None
     # (N, Dm) float16: each page's mean pin target, read only as another page's neighbour (train/pin_means.py)
     page_mean: Tensor | None = None
     nbr_mean_ok: Tensor | None = None  # (N, K) bool: neighbour k's page_mean may be read (no pin shared)
@@ -58,12 +69,14 @@ class PageFeatures:
                 raise ValueError(f"page feature table 'boards' has {self.boards.shape[0]} rows, expected {n}")
             if self.board_text.shape[1] != self.text.shape[1]:
                 raise ValueError(f"board text dim {self.board_text.shape[1]} differs from the page text dim")
-        if self.board_mean is not None and (
-            self.boards is None or self.board_mean.shape[:2] != self.boards.shape or self.board_mean.dim() != 3
-        ):
-            want = None if self.boards is None else (*self.boards.shape, "D")
-            got = tuple(self.board_mean.shape)
-            raise ValueError(f"page feature table 'board_mean' has shape {got}, expected {want}")
+        parts = (self.board_mean, self.board_mean_fixed, self.board_mean_at)
+        if any(x is not None for x in parts) and (self.boards is None or any(x is None for x in parts)):
+            raise ValueError(
+                "page feature tables 'board_mean', 'board_mean_fixed' and 'board_mean_at' come together, with 'boards'"
+            )
+        if self.board_mean_at is not None and self.boards is not None and self.board_mean_at.shape != self.boards.shape:
+            got, want = tuple(self.board_mean_at.shape), tuple(self.boards.shape)
+            raise ValueError(f"page feature table 'board_mean_at' has shape {got}, expected the boards' {want}")
         if (self.page_mean is None) != (self.nbr_mean_ok is None):
             raise ValueError("page feature tables 'page_mean' and 'nbr_mean_ok' come together")
         if (
@@ -113,7 +126,7 @@ class PageFeatures:
 
     @property
     def board_mean_dim(self) -> int:
-        return 0 if self.board_mean is None else int(self.board_mean.shape[2])
+        return 0 if self.board_mean is None else int(self.board_mean.shape[1])
 
     def gather(self, pages: Tensor, dtype: torch.dtype = torch.float32) -> PageInputs:
         """Encoder inputs of pages (B,) int64 on the device, in ``dtype``."""
@@ -128,8 +141,15 @@ class PageFeatures:
             board_mask = board_ids >= 0
             rows = board_ids.clamp_min(0).flatten()  # masked slots read board 0, never attended to
             board_text = self.board_text.index_select(0, rows).view(B, S, self.text_dim).to(dtype)  # (B, S, Dt)
-            if self.board_mean is not None:
-                board_mean = self.board_mean.index_select(0, pages).to(dtype)  # (B, S, Dm)
+            if self.board_mean is not None and self.board_mean_fixed is not None and self.board_mean_at is not None:
+                empty = self.board_mean.shape[0] - 1  # the zero row
+                rows = torch.where(board_mask, board_ids, empty).flatten()
+                board_mean = self.board_mean.index_select(0, rows).view(B, S, self.board_mean_dim)  # (B, S, Dm)
+                if self.board_mean_fixed.shape[0]:
+                    at = self.board_mean_at.index_select(0, pages).long()  # (B, S)
+                    fixed = self.board_mean_fixed.index_select(0, at.clamp_min(0).flatten()).view_as(board_mean)
+                    board_mean = torch.where((at >= 0).unsqueeze(-1), fixed, board_mean)
+                board_mean = board_mean.to(dtype)
         nbr_mean = None
         if self.page_mean is not None and self.nbr_mean_ok is not None:
             ok = self.nbr_mean_ok.index_select(0, pages).unsqueeze(-1)  # (B, K, 1)
@@ -262,7 +282,7 @@ def page_features_from_arrays(
     copy: bool = True,
     boards: np.ndarray | None = None,
     board_text: np.ndarray | None = None,
-    board_mean: np.ndarray | None = None,
+    board_means: BoardMeans | None = None,
     page_mean: np.ndarray | None = None,
     nbr_mean_ok: np.ndarray | None = None,
     domain: np.ndarray | None = None,
@@ -271,7 +291,7 @@ def page_features_from_arrays(
     """Build CPU tables from numpy arrays (memory-mapped or not), checking shapes and neighbour ids.
 
     ``boards`` (N, S) board_idx (-1 = none) with ``board_text`` (n_boards, Dt) give the board tokens
-    (left out when there are no boards), ``board_mean`` (N, S, Dm) their slots' board means
+    (left out when there are no boards), ``board_means`` their slots' board means
     (``pin_means.board_means``); ``page_mean`` (N, Dm) with ``nbr_mean_ok`` (N, k) the neighbour means
     (``pin_means.page_means``, ``~pin_means.shares_a_pin``); ``domain`` (N,) domain_idx (-1 = none) the domain token.
 
@@ -347,7 +367,9 @@ def page_features_from_arrays(
         log_visits=t(vis),
         boards=t(np.asarray(boards, dtype=np.int32)) if with_boards else None,
         board_text=t(np.asarray(board_text, dtype=np.float16)) if with_boards else None,
-        board_mean=t(np.asarray(board_mean, dtype=np.float16)) if with_boards and board_mean is not None else None,
+        board_mean=t(board_means.board) if with_boards and board_means is not None else None,
+        board_mean_fixed=t(board_means.fixed) if with_boards and board_means is not None else None,
+        board_mean_at=t(board_means.at) if with_boards and board_means is not None else None,
         page_mean=None if page_mean is None else t(np.asarray(page_mean, dtype=np.float16)),
         nbr_mean_ok=None
         if nbr_mean_ok is None
@@ -407,7 +429,8 @@ def load_page_features(
         neighbours, visits = load(walk / "neighbours.npy"), load(walk / "visits.npy")
     else:
         neighbours = visits = np.zeros((len(text), 0), np.int32)
-    boards = board_text = board_mean = domain = None
+    boards = board_text = domain = None
+    board_mean_tables: BoardMeans | None = None
     n_domains = 0
     board_vectors = content / "board_text.npy"
     if board_slots > 0 and board_vectors.exists() and (graph / "pin__board.indptr.npy").exists():
@@ -416,7 +439,7 @@ def load_page_features(
         pin_board = load(graph / "pin__board.indptr.npy"), load(graph / "pin__board.indices.npy")
         boards = page_boards(*page_pin, *pin_board, board_slots)
         if board_means:
-            board_mean = run_board_means(run_dir, page_pin, pin_board, boards, pin_means_before)
+            board_mean_tables = run_board_means(run_dir, page_pin, pin_board, boards, pin_means_before)
     if domains and (graph / "page__domain.indptr.npy").exists():
         domain, n_domains = page_domains(
             load(graph / "page__domain.indptr.npy"), load(graph / "page__domain.indices.npy"), len(text)
@@ -453,7 +476,7 @@ def load_page_features(
         copy=copy,
         boards=boards,
         board_text=board_text,
-        board_mean=board_mean,
+        board_means=board_mean_tables,
         page_mean=page_mean,
         nbr_mean_ok=nbr_ok,
         domain=domain,
@@ -467,8 +490,8 @@ def run_board_means(
     pin_board: tuple[np.ndarray, np.ndarray],
     boards: np.ndarray,
     before: int | None,
-) -> np.ndarray:
-    """The board-means table of the pages of ``page_pin`` (a page -> pin CSR), by the run's pin targets and,
+) -> BoardMeans:
+    """The board means of the pages of ``page_pin`` (a page -> pin CSR), by the run's pin targets and,
     with a cut-off, its pins' created_at (see ``load_page_features``)."""
     targets, eligible = _eligible_targets(run_dir, before)
     if len(pin_board[0]) != len(targets) + 1:

@@ -14,15 +14,18 @@ the page's own pin list, so an incremental day recomputes it and the embed finge
 A neighbour token likewise says more through the neighbour's pins than through its URL alone.
 
 Sums are sparse-times-dense products in float64 (scipy: a fixed summation order, so the same inputs give
-the same bytes on every run), and the table is built in blocks of pages to bound memory.
+the same bytes on every run). Most board slots hold none of the page's own pins and read the board's
+plain mean; only the others get a corrected row (``BoardMeans``), so no (n_pages, S, D) table is made.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.sparse as sp
 
-BLOCK_PAGES = 16_384
+CHUNK_KEYS = 16_384  # pages, or (page, slot)s, summed at a time (bounds the float64 temporaries)
 
 
 def page_pin_boards(
@@ -56,6 +59,28 @@ def eligible_pins(created_at: np.ndarray | None, n_pins: int, before: int | None
     return np.asarray(created_at) < before
 
 
+@dataclass(frozen=True)
+class BoardMeans:
+    """Board means in three small tables rather than one (n_pages, S, D) table: most slots read their
+    board's plain mean; only a (page, slot) that holds some of the page's own eligible pins reads a row of
+    its own, the mean less those pins."""
+
+    board: np.ndarray  # (n_boards + 1, D) float16: each board's mean over its eligible pins; the last row zeros
+    fixed: np.ndarray  # (n_fixed, D) float16: the corrected means (zeros where none of the board's pins is left)
+    at: np.ndarray  # (n_pages, S) int32: the row of ``fixed`` a slot reads, -1 = its board's row
+
+    @property
+    def dim(self) -> int:
+        return int(self.board.shape[1])
+
+    def dense(self, boards: np.ndarray) -> np.ndarray:
+        """(n_pages, S, D) float16: what each slot of ``boards`` (the board table they were made for) reads."""
+        out = self.board[np.where(boards >= 0, boards, len(self.board) - 1)]
+        fixed = self.at >= 0
+        out[fixed] = self.fixed[self.at[fixed]]
+        return out
+
+
 def board_means(
     page_pin_indptr: np.ndarray,
     page_pin_indices: np.ndarray,
@@ -64,11 +89,9 @@ def board_means(
     boards: np.ndarray,
     targets: np.ndarray,
     eligible: np.ndarray,
-    block_pages: int = BLOCK_PAGES,
-) -> np.ndarray:
-    """(n_pages, S, D) float16: for page p and slot s, the mean of ``targets`` over the eligible pins of board
-    ``boards[p, s]`` that are not p's own pins (its page -> pin list); zeros where the slot is empty or no
-    such pin is left.
+) -> BoardMeans:
+    """For page p and slot s, the mean of ``targets`` over the eligible pins of board ``boards[p, s]`` that
+    are not p's own pins (its page -> pin list); zeros where the slot is empty or no such pin is left.
 
     ``boards`` is the (n_pages, S) board table of the board tokens (``features.page_boards``, -1 = none) and
     ``targets`` the (n_pins, D) pin targets (memory-mapped is fine: only eligible rows are read).
@@ -76,12 +99,9 @@ def board_means(
     boards = np.asarray(boards)
     n_pages, slots = boards.shape
     n_pins, dim = targets.shape
-    out = np.zeros((n_pages, slots, dim), dtype=np.float16)
-    if n_pages == 0 or slots == 0 or not (boards >= 0).any():
-        return out
     eligible = np.asarray(eligible, dtype=bool)
     # each board's sum and count over its eligible pins
-    n_boards = max(int(boards.max()) + 1, int(np.max(pin_board_indices, initial=-1)) + 1)
+    n_boards = max(int(np.max(boards, initial=-1)) + 1, int(np.max(pin_board_indices, initial=-1)) + 1)
     member_pin = np.repeat(np.arange(n_pins, dtype=np.int64), np.diff(np.asarray(pin_board_indptr)))
     member_board = np.asarray(pin_board_indices, dtype=np.int64)
     used = np.zeros(n_boards, dtype=bool)
@@ -92,29 +112,34 @@ def board_means(
     local = np.full(n_pins, -1, dtype=np.int64)
     local[pick] = np.arange(len(pick))
     board_sum, board_count = _sums(member_board[keep], local[member_pin[keep]], n_boards, dense)
+    mean = board_sum / np.maximum(board_count, 1)[:, None]  # a board with no eligible pins sums to zeros
+    board = np.vstack([mean, np.zeros((1, dim))]).astype(np.float16)
 
-    # the page's own eligible pins on each of its slots' boards, to leave out
-    page, pin, board = page_pin_boards(page_pin_indptr, page_pin_indices, pin_board_indptr, pin_board_indices)
+    # the (page, slot)s that hold some of the page's own eligible pins: their board's sum less those pins
+    page, pin, edge_board = page_pin_boards(page_pin_indptr, page_pin_indices, pin_board_indptr, pin_board_indices)
     keep = eligible[pin]
-    page, pin, board = page[keep], pin[keep], board[keep]
-    match = boards[page] == board[:, None]  # (E, S): the slot holding the edge's board, if any
+    page, pin, edge_board = page[keep], pin[keep], edge_board[keep]
+    match = boards[page] == edge_board[:, None]  # (E, S): the slot holding the edge's board, if any
     on_slot = match.any(axis=1)
-    page, pin, slot = page[on_slot], pin[on_slot], match[on_slot].argmax(axis=1)
-
-    bounds = np.searchsorted(page, np.arange(0, n_pages + block_pages, block_pages))
-    for i, lo in enumerate(range(0, n_pages, block_pages)):
-        hi = min(n_pages, lo + block_pages)
-        b = boards[lo:hi]  # (n, S)
-        e = slice(bounds[i], bounds[i + 1])
-        key = (page[e] - lo) * slots + slot[e]  # (page, slot) within the block
-        own_sum, own_count = _sums(key, local[pin[e]], (hi - lo) * slots, dense)
-        rows = np.where(b >= 0, b, 0)
-        total = board_sum[rows] - own_sum.reshape(hi - lo, slots, dim)
-        count = board_count[rows] - own_count.reshape(hi - lo, slots)
-        ok = (b >= 0) & (count > 0)
-        mean = np.divide(total, np.maximum(count, 1)[..., None])
-        out[lo:hi] = np.where(ok[..., None], mean, 0.0).astype(np.float16)
-    return out
+    key = page[on_slot] * slots + match[on_slot].argmax(axis=1)
+    order = np.argsort(key, kind="stable")
+    key, row = key[order], local[pin[on_slot][order]]
+    keys, starts = np.unique(key, return_index=True)
+    starts = np.append(starts, len(key))
+    fixed = np.zeros((len(keys), dim), dtype=np.float16)
+    for lo in range(0, len(keys), CHUNK_KEYS):  # in chunks: small float64 temporaries
+        hi = min(lo + CHUNK_KEYS, len(keys))
+        e = slice(starts[lo], starts[hi])
+        own_sum, own_count = _sums(np.searchsorted(keys[lo:hi], key[e]), row[e], hi - lo, dense)
+        b = boards[keys[lo:hi] // slots, keys[lo:hi] % slots]
+        np.subtract(board_sum[b], own_sum, out=own_sum)  # the board's sum less the page's own pins
+        count = board_count[b] - own_count
+        own_sum /= np.maximum(count, 1)[:, None]
+        own_sum[count <= 0] = 0.0  # none of the board's pins left (not a rounding residue)
+        fixed[lo:hi] = own_sum
+    at = np.full((n_pages, slots), -1, dtype=np.int32)
+    at.reshape(-1)[keys] = np.arange(len(keys), dtype=np.int32)
+    return BoardMeans(board=board, fixed=fixed, at=at)
 
 
 def _sums(group: np.ndarray, row: np.ndarray, n_groups: int, dense: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -140,9 +165,16 @@ def page_means(
     page, pins = page[keep], pins[keep]
     pick = np.unique(pins)
     dense = np.asarray(targets[pick], dtype=np.float64)
-    total, count = _sums(page, np.searchsorted(pick, pins), n_pages, dense)
-    mean = total / np.maximum(count, 1)[:, None]
-    return np.where(count[:, None] > 0, mean, 0.0).astype(np.float16)
+    row = np.searchsorted(pick, pins)
+    out = np.zeros((n_pages, targets.shape[1]), dtype=np.float16)
+    bounds = np.searchsorted(page, np.arange(0, n_pages + CHUNK_KEYS, CHUNK_KEYS))  # edges come in page order
+    for i, lo in enumerate(range(0, n_pages, CHUNK_KEYS)):  # in chunks: small float64 temporaries
+        hi = min(lo + CHUNK_KEYS, n_pages)
+        e = slice(bounds[i], bounds[i + 1])
+        total, count = _sums(page[e] - lo, row[e], hi - lo, dense)
+        total /= np.maximum(count, 1)[:, None]  # in place: a page with no pins sums to exact zeros
+        out[lo:hi] = total
+    return out
 
 
 def shares_a_pin(page_pin_indptr: np.ndarray, page_pin_indices: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
