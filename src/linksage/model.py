@@ -174,7 +174,9 @@ class LinkSageEncoder(nn.Module):
                 unknown = self.cfg.n_boards
                 ids = torch.where((x.board_ids < 0) | (x.board_ids >= unknown), unknown, x.board_ids)  # (B, S)
                 board = board + self.board_emb(ids)
-            if self.board_mean_proj is not None and x.board_mean is not None:
+            if self.board_mean_proj is not None:
+                if x.board_mean is None:
+                    raise ValueError("the encoder reads board means (board_mean_dim > 0); the inputs have none")
                 board = board + self.board_mean_proj(x.board_mean)
             parts.append(board)
             masks.append(x.board_mask)
@@ -188,7 +190,9 @@ class LinkSageEncoder(nn.Module):
             # rank (K, D) and log visit count (B, K, D) position each neighbour
             where = self.rank_emb + self.visit_proj(x.nbr_log_visits.unsqueeze(-1).to(self.rank_emb.dtype))
             nbr = self.text_proj(x.nbr_text) + ty[self.NBR_TEXT] + where  # (B, K, D)
-            if self.nbr_mean_proj is not None and x.nbr_mean is not None:
+            if self.nbr_mean_proj is not None:
+                if x.nbr_mean is None:
+                    raise ValueError("the encoder reads neighbour means (nbr_mean_dim > 0); the inputs have none")
                 nbr = nbr + self.nbr_mean_proj(x.nbr_mean)
             parts.append(nbr)
             masks.append(x.nbr_mask)

@@ -4,6 +4,7 @@ the run's whole feature tables plus one appended row for the encoder."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -197,3 +198,38 @@ def test_new_page_errors(client: TestClient) -> None:
     assert r.status_code == 403 and "allow_store_writes" in r.json()["error"]
     r = client.post("/v1/pages/embed", content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 422 and r.json()["status"] == 422
+
+
+def test_a_run_pages_own_pins_stay_out_of_its_pin_means_when_its_url_is_posted(
+    means_world: tuple[Path, TestClient], tmp_path: Path
+) -> None:
+    """Posting a run page's URL with one of its pins: its other pins must not enter its means either."""
+    world, client = means_world
+    indptr = np.load(world / "graph" / "page__pin.indptr.npy")
+    indices = np.load(world / "graph" / "page__pin.indices.npy")
+    idx = int(np.argmax(np.diff(indptr)))
+    own = indices[indptr[idx] : indptr[idx + 1]]
+    assert len(own) >= 3
+    url = pq.read_table(world / "ingest" / "pages.parquet", columns=["url"])["url"][idx].as_py()
+    pin_ids = pq.read_table(world / "ingest" / "pins.parquet", columns=["pin_id"])["pin_id"].to_pylist()
+    request = {"url": url, "pins": [pin_ids[int(own[0])]]}
+    before = client.post("/v1/pages/embed", json=request).json()["embedding"]
+
+    def embedding_after(changed: np.ndarray, name: str) -> list[float]:
+        copy = tmp_path / name
+        shutil.copytree(world, copy, ignore=shutil.ignore_patterns(".lock"))
+        targets = np.load(copy / "content" / "pin_target.npy")
+        targets[changed] = np.float16(3.0)
+        np.save(copy / "content" / "pin_target.npy", targets)
+        app = create_app(copy, serve_cfg=ServeConfig(allow_store_writes=False), reload=False)
+        with TestClient(app) as c:
+            return c.post("/v1/pages/embed", json=request).json()["embedding"]
+
+    assert embedding_after(own[1:], "own") == before  # its other pins: left out
+    pb_indptr = np.load(world / "graph" / "pin__board.indptr.npy")
+    pb_indices = np.load(world / "graph" / "pin__board.indices.npy")
+    board = pb_indices[pb_indptr[own[0]]]
+    members = np.repeat(np.arange(len(pb_indptr) - 1), np.diff(pb_indptr))[pb_indices == board]
+    others = np.setdiff1d(members, own)
+    assert len(others)
+    assert embedding_after(others, "others") != before  # other pins of its board: read (the check is live)

@@ -19,6 +19,7 @@ from linksage.rundir import RunDir
 from linksage.train import pin_means
 from linksage.train.features import page_boards
 from linksage.train.infer import embed_pages, load_model
+from linksage.train.pairs import UNKNOWN_TIME
 from linksage.train.pin_means import board_means, eligible_pins, page_means, shares_a_pin
 from linksage.train.stage import run
 
@@ -73,7 +74,12 @@ def test_ineligible_pins_never_enter_any_row() -> None:
     boards = page_boards(*csrs[0], *csrs[1], 3)
     created = np.arange(len(targets))
     eligible = eligible_pins(created, len(targets), before=40)
-    assert eligible.sum() == 40 and eligible_pins(None, 5, before=40).all() and eligible_pins(created, 60, None).all()
+    assert eligible.sum() == 40 and eligible_pins(created, 60, None).all() and eligible_pins(None, 5, None).all()
+    unknown = created.copy()
+    unknown[3] = UNKNOWN_TIME  # a pin of unknown time may be from the test period: left out
+    assert not eligible_pins(unknown, 60, before=40)[3] and eligible_pins(unknown, 60, before=40).sum() == 39
+    with pytest.raises(ValueError, match="need the pins' created_at"):
+        eligible_pins(None, 5, before=40)
     before = board_means(*csrs[0], *csrs[1], boards, targets, eligible).dense(boards)
     later = targets.copy()
     later[40:] = -50.0
@@ -181,6 +187,9 @@ def test_a_time_split_keeps_later_pins_out_of_every_board_mean(board_run: Path, 
     targets[created >= cut] = np.float16(-2.0)
     np.save(other / "content" / "pin_target.npy", targets)
     np.testing.assert_array_equal(embed_pages(out, other, pages), before)
+    targets[created < cut] = np.float16(-2.0)  # the control: earlier pins do feed the means
+    np.save(other / "content" / "pin_target.npy", targets)
+    assert not np.allclose(embed_pages(out, other, pages), before)
 
 
 def test_pin_means_need_their_tokens() -> None:

@@ -159,13 +159,13 @@ def page_keys(
         parts = [neighbour_fp[:, None], slots]
         if features.board_mean is not None and features.board_mean_fixed is not None:
             # the slots' board means move with other pages' pins: hash the row each slot reads
-            at = features.board_mean_at.numpy() if features.board_mean_at is not None else None
-            at = at if rows is None or at is None else at[rows]
-            mean_fp = hash_rows(features.board_mean.numpy())  # the last row: empty slots
-            fixed_fp = hash_rows(features.board_mean_fixed.numpy())
-            read = np.where(boards >= 0, mean_fp[np.where(boards >= 0, boards, len(mean_fp) - 1)], mean_fp[-1])
-            if at is not None and len(fixed_fp):
-                read = np.where(at >= 0, fixed_fp[np.maximum(at, 0)], read)
+            assert features.board_mean_at is not None  # the three come together (PageFeatures)
+            at = features.board_mean_at.numpy()
+            at = at if rows is None else at[rows]
+            mean_fp = hash_rows(features.board_mean.numpy())
+            read = mean_fp[boards]  # an empty slot (-1) reads the last row, the zeros, as the gather does
+            if len(features.board_mean_fixed):
+                read = np.where(at >= 0, hash_rows(features.board_mean_fixed.numpy())[np.maximum(at, 0)], read)
             parts.append(read)
         neighbour_fp = hash_rows(np.concatenate(parts, axis=1))
     if features.page_mean is not None and features.nbr_mean_ok is not None:

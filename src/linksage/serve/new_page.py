@@ -92,7 +92,7 @@ def embed_new_page(run: RunSnapshot, page: NewPage) -> EmbeddedPage:
     k = model.neighbours
     nbr, vis = _fit(nbr, vis, k)
 
-    feats, local_urls = _features(run, model, graph, own_text, pin_idx, domain_idx, nbr, vis)
+    feats, local_urls = _features(run, model, graph, own_text, pin_idx, domain_idx, nbr, vis, own)
     embedding = PageEmbedder(model, feats).embed(np.zeros(1, np.int64))[0]  # (output_dim,)
     with NUMBA_LOCK:
         from linksage.embed.batch import page_keys
@@ -142,11 +142,13 @@ def _features(
     domain_idx: int | None,
     nbr: np.ndarray,
     vis: np.ndarray,
+    run_page: int | None = None,
 ) -> tuple[PageFeatures, list[str]]:
     """Feature table of K + 1 rows: row 0 the new page, rows 1.. its present neighbours, by the run's content.
 
     Only row 0's own tokens are read (neighbours enter as text and image), so the board and domain tables
-    are filled for row 0 alone: its pins' boards and its domain, as the run's pages get them.
+    are filled for row 0 alone: its pins' boards and its domain, as the run's pages get them. Pin means
+    leave out the given pins and, when the URL is the run's page ``run_page``, that page's pins too.
     """
     cfg = model.encoder.cfg
     content = run.root / "content"
@@ -165,24 +167,25 @@ def _features(
     visits[0] = vis
     degrees = np.zeros(m, np.int64)
     degrees[0] = len(pin_idx)
+    indptr, indices = graph.csr[("page", "pin")]
+    excluded = np.asarray(pin_idx, np.int64)  # the pins that pin means leave out: the page's own
+    if run_page is not None:
+        excluded = np.union1d(excluded, np.asarray(indices[indptr[run_page] : indptr[run_page + 1]], np.int64))
     boards = board_text = board_means = None
     if cfg.board_slots:
         board_text = np.load(content / "board_text.npy", mmap_mode="r")
         boards = np.full((m, cfg.board_slots), -1, np.int32)
         pin_board = graph.csr[("pin", "board")]
-        own = np.array([0, len(pin_idx)]), pin_idx
-        boards[0] = page_boards(*own, *pin_board, cfg.board_slots)[0]
+        boards[0] = page_boards(np.array([0, len(pin_idx)]), pin_idx, *pin_board, cfg.board_slots)[0]
         if cfg.board_mean_dim:  # row 0's board means, its own pins left out, as the run's pages get them
+            own = np.array([0, len(excluded)]), excluded
             row0 = run_board_means(run.root, own, pin_board, boards[:1], cfg.pin_means_before)
             at = np.full((m, cfg.board_slots), -1, np.int32)
             at[:1] = row0.at
             board_means = dataclasses.replace(row0, at=at)  # rows 1.. are neighbours: their boards are not read
     page_mean = nbr_ok = None
     if cfg.nbr_mean_dim:  # row 0's neighbours' pin means, none that shares a pin with it, as in the run
-        indptr, indices = graph.csr[("page", "pin")]
-        rows = [np.asarray(pin_idx, np.int64)] + [
-            np.asarray(indices[indptr[p] : indptr[p + 1]], np.int64) for p in present
-        ]
+        rows = [excluded] + [np.asarray(indices[indptr[p] : indptr[p + 1]], np.int64) for p in present]
         csr = np.cumsum([0] + [len(r) for r in rows]).astype(np.int64), np.concatenate(rows)
         page_mean, nbr_ok = run_neighbour_means(run.root, csr, local, cfg.pin_means_before)
     domain = None

@@ -433,22 +433,27 @@ def load_page_features(
     board_mean_tables: BoardMeans | None = None
     n_domains = 0
     board_vectors = content / "board_text.npy"
-    if board_slots > 0 and board_vectors.exists() and (graph / "pin__board.indptr.npy").exists():
+    with_boards = board_slots > 0 and board_vectors.exists() and (graph / "pin__board.indptr.npy").exists()
+    with_nbr_means = neighbour_means and k > 0
+    pin_lists = load(graph / "page__pin.indices.npy") if with_boards or with_nbr_means else np.zeros(0, np.int32)
+    page_pin = indptr, pin_lists
+    # the pin targets and who may enter a mean: read once for both kinds of means
+    pin_targets = (
+        eligible_targets(run_dir, pin_means_before) if (with_boards and board_means) or with_nbr_means else None
+    )
+    if with_boards:
         board_text = np.load(board_vectors)
-        page_pin = indptr, load(graph / "page__pin.indices.npy")
         pin_board = load(graph / "pin__board.indptr.npy"), load(graph / "pin__board.indices.npy")
         boards = page_boards(*page_pin, *pin_board, board_slots)
         if board_means:
-            board_mean_tables = run_board_means(run_dir, page_pin, pin_board, boards, pin_means_before)
+            board_mean_tables = run_board_means(run_dir, page_pin, pin_board, boards, pin_means_before, pin_targets)
     if domains and (graph / "page__domain.indptr.npy").exists():
         domain, n_domains = page_domains(
             load(graph / "page__domain.indptr.npy"), load(graph / "page__domain.indices.npy"), len(text)
         )
     page_mean = nbr_ok = None
-    if neighbour_means and k > 0:
-        page_mean, nbr_ok = run_neighbour_means(
-            run_dir, (indptr, load(graph / "page__pin.indices.npy")), neighbours[:, :k], pin_means_before
-        )
+    if with_nbr_means:
+        page_mean, nbr_ok = run_neighbour_means(run_dir, page_pin, neighbours[:, :k], pin_means_before, pin_targets)
     tokens = mask = None
     if image_mode == "each":
         tokens, mask = optional(content / "page_image_tokens.npy"), optional(content / "page_image_mask.npy")
@@ -490,10 +495,12 @@ def run_board_means(
     pin_board: tuple[np.ndarray, np.ndarray],
     boards: np.ndarray,
     before: int | None,
+    pin_targets: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> BoardMeans:
     """The board means of the pages of ``page_pin`` (a page -> pin CSR), by the run's pin targets and,
-    with a cut-off, its pins' created_at (see ``load_page_features``)."""
-    targets, eligible = _eligible_targets(run_dir, before)
+    with a cut-off, its pins' created_at (see ``load_page_features``); ``pin_targets`` is
+    ``eligible_targets(run_dir, before)`` when the caller has it already."""
+    targets, eligible = pin_targets or eligible_targets(run_dir, before)
     if len(pin_board[0]) != len(targets) + 1:
         raise InputError(
             f"has {len(pin_board[0])} entries, expected n_pins + 1 = {len(targets) + 1}",
@@ -503,15 +510,20 @@ def run_board_means(
 
 
 def run_neighbour_means(
-    run_dir: Path, page_pin: tuple[np.ndarray, np.ndarray], neighbours: np.ndarray, before: int | None
+    run_dir: Path,
+    page_pin: tuple[np.ndarray, np.ndarray],
+    neighbours: np.ndarray,
+    before: int | None,
+    pin_targets: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(page means (N, Dm), which neighbour slots may read them (N, K)) by the run's pin targets and, with
-    a cut-off, its pins' created_at (see ``load_page_features``)."""
-    targets, eligible = _eligible_targets(run_dir, before)
-    return page_means(*page_pin, targets, eligible), ~shares_a_pin(*page_pin, neighbours)
+    a cut-off, its pins' created_at (see ``load_page_features``; ``pin_targets`` as for ``run_board_means``)."""
+    targets, eligible = pin_targets or eligible_targets(run_dir, before)
+    ok = ~shares_a_pin(*page_pin, neighbours) & (np.asarray(neighbours) >= 0)  # empty slots read nothing
+    return page_means(*page_pin, targets, eligible), ok
 
 
-def _eligible_targets(run_dir: Path, before: int | None) -> tuple[np.ndarray, np.ndarray]:
+def eligible_targets(run_dir: Path, before: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The run's pin targets (memory-mapped) and which pins may enter pin means (``pin_means.eligible_pins``)."""
     path = run_dir / "content" / "pin_target.npy"
     if not path.exists():
@@ -519,7 +531,10 @@ def _eligible_targets(run_dir: Path, before: int | None) -> tuple[np.ndarray, np
     targets = np.load(path, mmap_mode="r")
     created = None
     if before is not None:
-        created = time_column(run_dir / "ingest" / "pins.parquet", "pin_idx", "created_at", len(targets))
+        pins = run_dir / "ingest" / "pins.parquet"
+        created = time_column(pins, "pin_idx", "created_at", len(targets))
+        if created is None:
+            raise InputError("has no created_at column: pin means under a time split need each pin's time", file=pins)
     return targets, eligible_pins(created, len(targets), before)
 
 

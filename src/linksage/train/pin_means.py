@@ -25,7 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-CHUNK_KEYS = 16_384  # pages, or (page, slot)s, summed at a time (bounds the float64 temporaries)
+from linksage.train.pairs import UNKNOWN_TIME
+
+CHUNK_KEYS = 16_384  # pages, or (page, slot)s, summed at a time (bounds the per-chunk float64 sums)
 
 
 def page_pin_boards(
@@ -36,9 +38,8 @@ def page_pin_boards(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every (page, pin, board) with the page linked by the pin and the pin on the board, as three int64
     arrays in page order (then the page's pin order, then the pin's board order)."""
-    n_pages = len(page_pin_indptr) - 1
     pins = np.asarray(page_pin_indices, dtype=np.int64)
-    page = np.repeat(np.arange(n_pages, dtype=np.int64), np.diff(np.asarray(page_pin_indptr)))
+    page = _row_ids(page_pin_indptr)
     lo = np.asarray(pin_board_indptr, dtype=np.int64)[pins]
     per_edge = np.asarray(pin_board_indptr, dtype=np.int64)[pins + 1] - lo  # boards of each (page, pin) edge
     # positions lo..hi-1 of every edge, flattened: a running index minus each run's start, plus its lo
@@ -49,14 +50,17 @@ def page_pin_boards(
 
 
 def eligible_pins(created_at: np.ndarray | None, n_pins: int, before: int | None) -> np.ndarray:
-    """(n_pins,) bool: the pins whose targets may enter board means: created before ``before`` (unix
-    seconds), every pin when ``before`` or ``created_at`` is None. As for training pairs
-    (``pairs.drop_future_pins``), a pin of unknown time counts as before the cut-off."""
-    if before is None or created_at is None:
+    """(n_pins,) bool: the pins whose targets may enter pin means: every pin when ``before`` is None, else
+    those created before ``before`` (unix seconds). Stricter than for training targets: a pin of unknown
+    time (``UNKNOWN_TIME``) is left out, since it may be from the test period."""
+    if before is None:
         return np.ones(n_pins, dtype=bool)
+    if created_at is None:
+        raise ValueError("pin means under a time cut-off need the pins' created_at")
     if len(created_at) != n_pins:
         raise ValueError(f"created_at has {len(created_at)} rows, expected one per pin ({n_pins})")
-    return np.asarray(created_at) < before
+    created = np.asarray(created_at)
+    return (created != UNKNOWN_TIME) & (created < before)
 
 
 @dataclass(frozen=True)
@@ -94,15 +98,20 @@ def board_means(
     are not p's own pins (its page -> pin list); zeros where the slot is empty or no such pin is left.
 
     ``boards`` is the (n_pages, S) board table of the board tokens (``features.page_boards``, -1 = none) and
-    ``targets`` the (n_pins, D) pin targets (memory-mapped is fine: only eligible rows are read).
+    ``targets`` the (n_pins, D) pin targets (memory-mapped is fine: only eligible rows are read, once, into
+    one float64 copy). A page's pin list must hold each pin once, as the graph stage writes it.
     """
     boards = np.asarray(boards)
     n_pages, slots = boards.shape
     n_pins, dim = targets.shape
+    if slots == 0:
+        return BoardMeans(
+            np.zeros((1, dim), np.float16), np.zeros((0, dim), np.float16), np.zeros((n_pages, 0), np.int32)
+        )
     eligible = np.asarray(eligible, dtype=bool)
     # each board's sum and count over its eligible pins
     n_boards = max(int(np.max(boards, initial=-1)) + 1, int(np.max(pin_board_indices, initial=-1)) + 1)
-    member_pin = np.repeat(np.arange(n_pins, dtype=np.int64), np.diff(np.asarray(pin_board_indptr)))
+    member_pin = _row_ids(pin_board_indptr)
     member_board = np.asarray(pin_board_indices, dtype=np.int64)
     used = np.zeros(n_boards, dtype=bool)
     used[boards[boards >= 0]] = True  # only the boards that some slot holds are summed
@@ -160,7 +169,7 @@ def page_means(
     indptr = np.asarray(page_pin_indptr, dtype=np.int64)
     n_pages = len(indptr) - 1
     pins = np.asarray(page_pin_indices, dtype=np.int64)
-    page = np.repeat(np.arange(n_pages, dtype=np.int64), np.diff(indptr))
+    page = _row_ids(indptr)
     keep = np.asarray(eligible, dtype=bool)[pins]
     page, pins = page[keep], pins[keep]
     pick = np.unique(pins)
@@ -179,23 +188,32 @@ def page_means(
 
 def shares_a_pin(page_pin_indptr: np.ndarray, page_pin_indices: np.ndarray, neighbours: np.ndarray) -> np.ndarray:
     """(n_pages, K) bool: True where neighbour ``neighbours[p, k]`` is p itself or links one of p's pins (a
-    pin that links several pages); False for -1 slots."""
+    pin that links several pages); False for -1 slots.
+
+    Linear in (page, pin) edges x K: each edge of a pin on several pages looks its page's neighbours up in
+    the sorted (page, pin) keys of those edges, so a pin on thousands of pages costs no pairs of pages.
+    """
     indptr = np.asarray(page_pin_indptr, dtype=np.int64)
     n_pages = len(indptr) - 1
     pins = np.asarray(page_pin_indices, dtype=np.int64)
-    page = np.repeat(np.arange(n_pages, dtype=np.int64), np.diff(indptr))
-    # pins on two or more pages: every ordered pair of their pages shares a pin
-    order = np.argsort(pins, kind="stable")
-    pins_sorted, by_pin = pins[order], page[order]
-    starts = np.flatnonzero(np.r_[True, pins_sorted[1:] != pins_sorted[:-1]])
-    sizes = np.diff(np.r_[starts, len(pins_sorted)])
-    group_start, group_size = np.repeat(starts, sizes), np.repeat(sizes, sizes)  # per edge, of its pin's group
-    multi = np.flatnonzero(group_size > 1)
-    per = group_size[multi]  # each such edge pairs with every edge of its group
-    first = np.repeat(multi, per)
-    second = np.repeat(group_start[multi], per) + np.arange(int(per.sum())) - np.repeat(np.cumsum(per) - per, per)
-    shared = np.unique(by_pin[first] * n_pages + by_pin[second])
     nbr = np.asarray(neighbours, dtype=np.int64)
-    query = np.arange(n_pages, dtype=np.int64)[:, None] * n_pages + np.maximum(nbr, 0)
-    own = nbr == np.arange(n_pages, dtype=np.int64)[:, None]
-    return (nbr >= 0) & (own | np.isin(query, shared))
+    out = (nbr >= 0) & (nbr == np.arange(n_pages, dtype=np.int64)[:, None])  # a page is its own neighbour
+    if not len(pins) or nbr.shape[1] == 0:
+        return out
+    n_pins = int(pins.max()) + 1
+    on_several = np.bincount(pins, minlength=n_pins)[pins] > 1  # only such pins can be shared
+    page, pin = _row_ids(indptr)[on_several], pins[on_several]
+    keys = np.unique(page * n_pins + pin)
+    if not len(keys):
+        return out
+    probe = nbr[page] * n_pins + pin[:, None]  # (E, K): does neighbour k of the edge's page link its pin?
+    hit = (nbr[page] >= 0) & (keys[np.minimum(np.searchsorted(keys, probe), len(keys) - 1)] == probe)
+    some = np.flatnonzero(hit.any(axis=1))
+    np.logical_or.at(out, page[some], hit[some])
+    return out
+
+
+def _row_ids(indptr: np.ndarray) -> np.ndarray:
+    """The row of every entry of a CSR with this ``indptr``: (nnz,) int64."""
+    indptr = np.asarray(indptr, dtype=np.int64)
+    return np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))

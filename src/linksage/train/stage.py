@@ -96,6 +96,11 @@ def run(ctx: StageContext) -> StageResult:
         domains=cfg.domain_token,
     )
     timings["load_s"] = time.perf_counter() - t
+    if cfg.board_means and not features.board_mean_dim:
+        raise ConfigError(
+            f"train.board_means: the run has no board tables ({root / 'content' / 'board_text.npy'}, "
+            f"{root / 'graph' / 'pin__board.*'}); set train.board_means = false or rerun content and graph"
+        )
 
     enc_cfg = EncoderConfig(
         text_dim=features.text_dim,
