@@ -141,20 +141,7 @@ class PageFeatures:
             board_mask = board_ids >= 0
             rows = board_ids.clamp_min(0).flatten()  # masked slots read board 0, never attended to
             board_text = self.board_text.index_select(0, rows).view(B, S, self.text_dim).to(dtype)  # (B, S, Dt)
-            if self.board_mean is not None and self.board_mean_fixed is not None and self.board_mean_at is not None:
-                empty = self.board_mean.shape[0] - 1  # the zero row
-                rows = torch.where(board_mask, board_ids, empty).flatten()
-                board_mean = self.board_mean.index_select(0, rows).view(B, S, self.board_mean_dim)  # (B, S, Dm)
-                if self.board_mean_fixed.shape[0]:
-                    at = self.board_mean_at.index_select(0, pages).long()  # (B, S)
-                    fixed = self.board_mean_fixed.index_select(0, at.clamp_min(0).flatten()).view_as(board_mean)
-                    board_mean = torch.where((at >= 0).unsqueeze(-1), fixed, board_mean)
-                board_mean = board_mean.to(dtype)
-        nbr_mean = None
-        if self.page_mean is not None and self.nbr_mean_ok is not None:
-            ok = self.nbr_mean_ok.index_select(0, pages).unsqueeze(-1)  # (B, K, 1)
-            means = self.page_mean.index_select(0, flat).view(B, K, self.nbr_mean_dim)
-            nbr_mean = torch.where(ok, means, 0.0).to(dtype)  # (B, K, Dm)
+            board_mean = self._board_means(pages, board_ids, dtype)
         return PageInputs(
             self_text=self.text.index_select(0, pages).to(dtype),  # (B, Dt)
             self_images=self.image.index_select(0, pages).to(dtype),  # (B, M, Di)
@@ -169,9 +156,30 @@ class PageFeatures:
             board_ids=board_ids,
             board_mask=board_mask,
             board_mean=board_mean,
-            nbr_mean=nbr_mean,
+            nbr_mean=self._neighbour_means(pages, flat, dtype),
             domain_ids=None if self.domain is None else self.domain.index_select(0, pages).long(),
         )
+
+    def _board_means(self, pages: Tensor, board_ids: Tensor, dtype: torch.dtype) -> Tensor | None:
+        """(B, S, Dm): each slot's board mean (its corrected row where it has one; zeros for an empty slot)."""
+        if self.board_mean is None or self.board_mean_fixed is None or self.board_mean_at is None:
+            return None
+        empty = self.board_mean.shape[0] - 1  # the zero row
+        rows = torch.where(board_ids >= 0, board_ids, empty).flatten()
+        means = self.board_mean.index_select(0, rows).view(*board_ids.shape, self.board_mean_dim)
+        if self.board_mean_fixed.shape[0]:
+            at = self.board_mean_at.index_select(0, pages).long()  # (B, S)
+            fixed = self.board_mean_fixed.index_select(0, at.clamp_min(0).flatten()).view_as(means)
+            means = torch.where((at >= 0).unsqueeze(-1), fixed, means)
+        return means.to(dtype)
+
+    def _neighbour_means(self, pages: Tensor, flat: Tensor, dtype: torch.dtype) -> Tensor | None:
+        """(B, K, Dm): each neighbour slot's page mean, zeros where it may not be read (``nbr_mean_ok``)."""
+        if self.page_mean is None or self.nbr_mean_ok is None:
+            return None
+        ok = self.nbr_mean_ok.index_select(0, pages).unsqueeze(-1)  # (B, K, 1)
+        means = self.page_mean.index_select(0, flat).view(pages.shape[0], self.k, self.nbr_mean_dim)
+        return torch.where(ok, means, 0.0).to(dtype)
 
     def to(self, device: torch.device | str) -> PageFeatures:
         """The tables on ``device``; a table that is a view of another (the mean-image slot) stays a view."""
