@@ -33,7 +33,7 @@ case ${1:-} in
     for log in /tmp/ab-*.log; do
       echo "== $log"
       # progress bars end in carriage returns: keep the log's own lines
-      tr '\r' '\n' <"$log" | grep -E '^[0-9:]{8} \[(ab|train|evaluate)\] (.*done|step [0-9]+:|[a-z_]+ overrides)|^\| [a-z]|Error|A/B' | tail -n 12
+      tr '\r' '\n' <"$log" | grep -E '^[0-9:]{8} \[(ab|train|evaluate)\] (.*done|step [0-9]+:|[a-z_]+ overrides)|^\| [a-z]|Error|A/B' | tail -n 12 || true  # a log with no such line yet (still building the upstream) is not an error
     done
     ;;
   collect)
