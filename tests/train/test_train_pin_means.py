@@ -197,3 +197,34 @@ def test_pin_means_need_their_tokens() -> None:
         load_config(None, ["train.board_means=true", "train.board_tokens=0"])
     with pytest.raises(ConfigError, match=r"train\.neighbour_means: reads the walk neighbours"):
         load_config(None, ["train.neighbour_means=true", "train.neighbours=0"])
+
+
+def test_a_neighbour_that_shares_a_pin_is_not_read(board_run: Path, tmp_path: Path) -> None:
+    """Page a's pin x also links page b, a's first neighbour: b's mean holds x, so a must not read it."""
+    root = tmp_path / "shared"
+    shutil.copytree(board_run, root)
+    graph, walk = root / "graph", root / "walk"
+    indptr, indices = np.load(graph / "page__pin.indptr.npy"), np.load(graph / "page__pin.indices.npy")
+    rows = [indices[indptr[i] : indptr[i + 1]].tolist() for i in range(len(indptr) - 1)]
+    a, b = (int(i) for i in np.flatnonzero(np.diff(indptr) > 0)[:2])
+    x = rows[a][0]
+    rows[b] = sorted({*rows[b], x})  # x now links a and b
+    new_indptr = np.cumsum([0] + [len(r) for r in rows]).astype(indptr.dtype)
+    np.save(graph / "page__pin.indptr.npy", new_indptr)
+    np.save(graph / "page__pin.indices.npy", np.array([q for r in rows for q in r], dtype=indices.dtype))
+    neighbours = np.load(walk / "neighbours.npy")
+    neighbours[a, 0] = b
+    np.save(walk / "neighbours.npy", neighbours)
+    out = _train(root, ["train.neighbour_means=true"])
+    pages = np.arange(200)
+    before = embed_pages(out, root, pages)
+    changed = tmp_path / "changed"
+    shutil.copytree(root, changed)
+    targets = np.load(changed / "content" / "pin_target.npy")
+    targets[x] = np.float16(3.0)
+    np.save(changed / "content" / "pin_target.npy", targets)
+    after = embed_pages(out, changed, pages)
+    np.testing.assert_array_equal(after[a], before[a])  # b's mean holds x: a does not read it
+    readers = np.flatnonzero((np.load(walk / "neighbours.npy")[:, :4] == b).any(axis=1))
+    moved = np.flatnonzero(~np.all(after == before, axis=1))
+    assert len(set(readers) - {a}) and set(moved) & (set(readers) - {a})  # others reading b's mean do move
