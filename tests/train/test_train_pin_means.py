@@ -20,7 +20,7 @@ from linksage.train import pin_means
 from linksage.train.features import page_boards
 from linksage.train.infer import embed_pages, load_model
 from linksage.train.pairs import UNKNOWN_TIME
-from linksage.train.pin_means import board_means, eligible_pins, page_means, shares_a_pin
+from linksage.train.pin_means import board_means, board_totals, eligible_pins, page_means, shares_a_pin
 from linksage.train.stage import run
 
 
@@ -52,6 +52,9 @@ def test_board_means_equal_the_pin_by_pin_reference(seed: int, chunk: int, monke
     np.testing.assert_allclose(got.astype(np.float64), want, atol=2e-3)
     assert (np.abs(want).sum(-1) > 0).sum() > 20  # most slots hold a mean: the comparison is not vacuous
     assert 0 < len(means.fixed) < (boards >= 0).sum()  # some slots hold own pins and get a row of their own
+    totals = board_totals(*_csr(pin_boards), targets, eligible)  # every board's, as serve keeps them
+    again = board_means(*_csr(page_pins), *_csr(pin_boards), boards, targets, eligible, totals)
+    np.testing.assert_array_equal(again.dense(boards), got)
 
 
 def test_a_pages_own_pins_never_enter_its_row() -> None:

@@ -179,7 +179,10 @@ def _features(
         boards[0] = page_boards(np.array([0, len(pin_idx)]), pin_idx, *pin_board, cfg.board_slots)[0]
         if cfg.board_mean_dim:  # row 0's board means, its own pins left out, as the run's pages get them
             own = np.array([0, len(excluded)]), excluded
-            row0 = run_board_means(run.root, own, pin_board, boards[:1], cfg.pin_means_before)
+            targets, eligible, totals = run.pin_means_inputs(cfg.pin_means_before)
+            row0 = run_board_means(
+                run.root, own, pin_board, boards[:1], cfg.pin_means_before, (targets, eligible), totals
+            )
             at = np.full((m, cfg.board_slots), -1, np.int32)
             at[:1] = row0.at
             board_means = dataclasses.replace(row0, at=at)  # rows 1.. are neighbours: their boards are not read
@@ -187,7 +190,8 @@ def _features(
     if cfg.nbr_mean_dim:  # row 0's neighbours' pin means, none that shares a pin with it, as in the run
         rows = [excluded] + [np.asarray(indices[indptr[p] : indptr[p + 1]], np.int64) for p in present]
         csr = np.cumsum([0] + [len(r) for r in rows]).astype(np.int64), np.concatenate(rows)
-        page_mean, nbr_ok = run_neighbour_means(run.root, csr, local, cfg.pin_means_before)
+        targets, eligible, _ = run.pin_means_inputs(cfg.pin_means_before)
+        page_mean, nbr_ok = run_neighbour_means(run.root, csr, local, cfg.pin_means_before, (targets, eligible))
     domain = None
     if cfg.n_domains:
         domain = np.full(m, -1, np.int32)

@@ -186,6 +186,8 @@ class RunSnapshot:
     load_s: float = 0.0
     _encoder: TextEncoder | None = None
     _encoder_lock: threading.Lock = field(default_factory=threading.Lock)
+    _pin_means: dict[int | None, Any] = field(default_factory=dict)  # cut-off -> (targets, eligible, totals)
+    _pin_means_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def load(cls, root: Path, store_path: Path, index_cfg: IndexConfig) -> RunSnapshot:
@@ -236,6 +238,21 @@ class RunSnapshot:
             if self._encoder is None:
                 self._encoder = create_text_encoder(cfg, device="cpu")
             return self._encoder
+
+    def pin_means_inputs(self, before: int | None) -> tuple[np.ndarray, np.ndarray, Any]:
+        """The pin targets, which pins may enter pin means under the cut-off ``before``, and every board's
+        ``board_totals``: read and summed on first use, then kept (a snapshot's files do not change)."""
+        from linksage.train.features import eligible_targets
+        from linksage.train.pin_means import board_totals
+
+        with self._pin_means_lock:
+            if before not in self._pin_means:
+                targets, eligible = eligible_targets(self.root, before)
+                graph: WalkGraph = self.need("graph")
+                pin_board = graph.csr.get(("pin", "board"))
+                totals = None if pin_board is None else board_totals(*pin_board, targets, eligible)
+                self._pin_means[before] = (targets, eligible, totals)
+            return self._pin_means[before]
 
 
 def _load_model(snap: RunSnapshot) -> None:

@@ -23,6 +23,7 @@ from linksage.model import PageInputs
 from linksage.train.pairs import time_column
 from linksage.train.pin_means import (
     BoardMeans,
+    BoardTotals,
     board_means,
     eligible_pins,
     page_means,
@@ -504,17 +505,19 @@ def run_board_means(
     boards: np.ndarray,
     before: int | None,
     pin_targets: tuple[np.ndarray, np.ndarray] | None = None,
+    totals: BoardTotals | None = None,
 ) -> BoardMeans:
     """The board means of the pages of ``page_pin`` (a page -> pin CSR), by the run's pin targets and,
     with a cut-off, its pins' created_at (see ``load_page_features``); ``pin_targets`` is
-    ``eligible_targets(run_dir, before)`` when the caller has it already."""
+    ``eligible_targets(run_dir, before)`` and ``totals`` the boards' ``board_totals`` when the caller has
+    them already."""
     targets, eligible = pin_targets or eligible_targets(run_dir, before)
     if len(pin_board[0]) != len(targets) + 1:
         raise InputError(
             f"has {len(pin_board[0])} entries, expected n_pins + 1 = {len(targets) + 1}",
             file=run_dir / "graph" / "pin__board.indptr.npy",
         )
-    return board_means(*page_pin, *pin_board, boards, targets, eligible)
+    return board_means(*page_pin, *pin_board, boards, targets, eligible, totals)
 
 
 def run_neighbour_means(

@@ -85,6 +85,37 @@ class BoardMeans:
         return out
 
 
+@dataclass(frozen=True)
+class BoardTotals:
+    """Each board's float64 sum of its eligible pins' targets and their count: what board means start from,
+    worth keeping where many pages are served one at a time (``serve``)."""
+
+    sums: np.ndarray  # (n_boards, D) float64
+    counts: np.ndarray  # (n_boards,) int64
+
+
+def board_totals(
+    pin_board_indptr: np.ndarray,
+    pin_board_indices: np.ndarray,
+    targets: np.ndarray,
+    eligible: np.ndarray,
+    n_boards: int | None = None,
+    used: np.ndarray | None = None,
+) -> BoardTotals:
+    """Sums and counts of the eligible pins of each board (of the boards flagged in ``used``, when given;
+    the others stay zero)."""
+    n_boards = int(np.max(pin_board_indices, initial=-1)) + 1 if n_boards is None else n_boards
+    member_pin = _row_ids(pin_board_indptr)
+    member_board = np.asarray(pin_board_indices, dtype=np.int64)
+    keep = np.asarray(eligible, dtype=bool)[member_pin]
+    if used is not None:
+        keep &= used[member_board]
+    pick, row = np.unique(member_pin[keep], return_inverse=True)
+    dense = np.asarray(targets[pick], dtype=np.float64)  # (n_read, D): the only target rows read
+    sums, counts = _sums(member_board[keep], row, n_boards, dense)
+    return BoardTotals(sums=sums, counts=counts)
+
+
 def board_means(
     page_pin_indptr: np.ndarray,
     page_pin_indices: np.ndarray,
@@ -93,34 +124,30 @@ def board_means(
     boards: np.ndarray,
     targets: np.ndarray,
     eligible: np.ndarray,
+    totals: BoardTotals | None = None,
 ) -> BoardMeans:
     """For page p and slot s, the mean of ``targets`` over the eligible pins of board ``boards[p, s]`` that
     are not p's own pins (its page -> pin list); zeros where the slot is empty or no such pin is left.
 
     ``boards`` is the (n_pages, S) board table of the board tokens (``features.page_boards``, -1 = none) and
-    ``targets`` the (n_pins, D) pin targets (memory-mapped is fine: only eligible rows are read, once, into
-    one float64 copy). A page's pin list must hold each pin once, as the graph stage writes it.
+    ``targets`` the (n_pins, D) pin targets (memory-mapped is fine: only eligible rows are read, into
+    float64 copies). A page's pin list must hold each pin once, as the graph stage writes it. ``totals``
+    (``board_totals`` over every board) saves summing the boards again.
     """
     boards = np.asarray(boards)
     n_pages, slots = boards.shape
-    n_pins, dim = targets.shape
+    dim = targets.shape[1]
     if slots == 0:
         return BoardMeans(
             np.zeros((1, dim), np.float16), np.zeros((0, dim), np.float16), np.zeros((n_pages, 0), np.int32)
         )
     eligible = np.asarray(eligible, dtype=bool)
-    # each board's sum and count over its eligible pins
-    n_boards = max(int(np.max(boards, initial=-1)) + 1, int(np.max(pin_board_indices, initial=-1)) + 1)
-    member_pin = _row_ids(pin_board_indptr)
-    member_board = np.asarray(pin_board_indices, dtype=np.int64)
-    used = np.zeros(n_boards, dtype=bool)
-    used[boards[boards >= 0]] = True  # only the boards that some slot holds are summed
-    keep = eligible[member_pin] & used[member_board]
-    pick = np.unique(member_pin[keep])
-    dense = np.asarray(targets[pick], dtype=np.float64)  # (n_read, D): the only target rows read
-    local = np.full(n_pins, -1, dtype=np.int64)
-    local[pick] = np.arange(len(pick))
-    board_sum, board_count = _sums(member_board[keep], local[member_pin[keep]], n_boards, dense)
+    if totals is None:
+        n_boards = max(int(np.max(boards, initial=-1)) + 1, int(np.max(pin_board_indices, initial=-1)) + 1)
+        used = np.zeros(n_boards, dtype=bool)
+        used[boards[boards >= 0]] = True  # only the boards that some slot holds are summed
+        totals = board_totals(pin_board_indptr, pin_board_indices, targets, eligible, n_boards, used)
+    board_sum, board_count = totals.sums, totals.counts
     mean = board_sum / np.maximum(board_count, 1)[:, None]  # a board with no eligible pins sums to zeros
     board = np.vstack([mean, np.zeros((1, dim))]).astype(np.float16)
 
@@ -132,7 +159,9 @@ def board_means(
     on_slot = match.any(axis=1)
     key = page[on_slot] * slots + match[on_slot].argmax(axis=1)
     order = np.argsort(key, kind="stable")
-    key, row = key[order], local[pin[on_slot][order]]
+    pick, row = np.unique(pin[on_slot][order], return_inverse=True)
+    dense = np.asarray(targets[pick], dtype=np.float64)  # the own pins' targets
+    key = key[order]
     keys, starts = np.unique(key, return_index=True)
     starts = np.append(starts, len(key))
     fixed = np.zeros((len(keys), dim), dtype=np.float16)
