@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from linksage.graph.csr import csr_to_edges
 from linksage.train.pairs import UNKNOWN_TIME
 
 CHUNK_KEYS = 16_384  # pages, or (page, slot)s, summed at a time (bounds the per-chunk float64 sums)
@@ -38,8 +39,7 @@ def page_pin_boards(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every (page, pin, board) with the page linked by the pin and the pin on the board, as three int64
     arrays in page order (then the page's pin order, then the pin's board order)."""
-    pins = np.asarray(page_pin_indices, dtype=np.int64)
-    page = _row_ids(page_pin_indptr)
+    page, pins = csr_to_edges(page_pin_indptr, page_pin_indices)
     lo = np.asarray(pin_board_indptr, dtype=np.int64)[pins]
     per_edge = np.asarray(pin_board_indptr, dtype=np.int64)[pins + 1] - lo  # boards of each (page, pin) edge
     # positions lo..hi-1 of every edge, flattened: a running index minus each run's start, plus its lo
@@ -105,8 +105,7 @@ def board_totals(
     """Sums and counts of the eligible pins of each board (of the boards flagged in ``used``, when given;
     the others stay zero)."""
     n_boards = int(np.max(pin_board_indices, initial=-1)) + 1 if n_boards is None else n_boards
-    member_pin = _row_ids(pin_board_indptr)
-    member_board = np.asarray(pin_board_indices, dtype=np.int64)
+    member_pin, member_board = csr_to_edges(pin_board_indptr, pin_board_indices)
     keep = np.asarray(eligible, dtype=bool)[member_pin]
     if used is not None:
         keep &= used[member_board]
@@ -195,10 +194,8 @@ def page_means(
     A page reads this row only as another page's neighbour (``PageFeatures.gather``), masked where the two
     share a pin (``shares_a_pin``), so that no page reads its own positives.
     """
-    indptr = np.asarray(page_pin_indptr, dtype=np.int64)
-    n_pages = len(indptr) - 1
-    pins = np.asarray(page_pin_indices, dtype=np.int64)
-    page = _row_ids(indptr)
+    n_pages = len(page_pin_indptr) - 1
+    page, pins = csr_to_edges(page_pin_indptr, page_pin_indices)
     keep = np.asarray(eligible, dtype=bool)[pins]
     page, pins = page[keep], pins[keep]
     pick = np.unique(pins)
@@ -222,16 +219,15 @@ def shares_a_pin(page_pin_indptr: np.ndarray, page_pin_indices: np.ndarray, neig
     Linear in (page, pin) edges x K: each edge of a pin on several pages looks its page's neighbours up in
     the sorted (page, pin) keys of those edges, so a pin on thousands of pages costs no pairs of pages.
     """
-    indptr = np.asarray(page_pin_indptr, dtype=np.int64)
-    n_pages = len(indptr) - 1
-    pins = np.asarray(page_pin_indices, dtype=np.int64)
+    n_pages = len(page_pin_indptr) - 1
+    page, pins = csr_to_edges(page_pin_indptr, page_pin_indices)
     nbr = np.asarray(neighbours, dtype=np.int64)
     out = (nbr >= 0) & (nbr == np.arange(n_pages, dtype=np.int64)[:, None])  # a page is its own neighbour
     if not len(pins) or nbr.shape[1] == 0:
         return out
     n_pins = int(pins.max()) + 1
     on_several = np.bincount(pins, minlength=n_pins)[pins] > 1  # only such pins can be shared
-    page, pin = _row_ids(indptr)[on_several], pins[on_several]
+    page, pin = page[on_several], pins[on_several]
     keys = np.unique(page * n_pins + pin)
     if not len(keys):
         return out
@@ -240,9 +236,3 @@ def shares_a_pin(page_pin_indptr: np.ndarray, page_pin_indices: np.ndarray, neig
     some = np.flatnonzero(hit.any(axis=1))
     np.logical_or.at(out, page[some], hit[some])
     return out
-
-
-def _row_ids(indptr: np.ndarray) -> np.ndarray:
-    """The row of every entry of a CSR with this ``indptr``: (nnz,) int64."""
-    indptr = np.asarray(indptr, dtype=np.int64)
-    return np.repeat(np.arange(len(indptr) - 1, dtype=np.int64), np.diff(indptr))
