@@ -25,6 +25,8 @@ from linksage.config.train import check_dims
         ('train.image_tokens="all"', "train.image_tokens: 'all' is not one of 'each', 'mean'"),
         ("train.device=tpu", "train.device: expected auto, cpu, cuda or cuda:N, got 'tpu'"),
         ("train.temperature_init=0.001", "train.temperature_init: must satisfy 0 < train.temperature_min"),
+        ("train.ema_decay=1.0", "train.ema_decay: must be in [0, 1), got 1.0"),
+        ("train.ema_decay=-0.1", "train.ema_decay: must be in [0, 1), got -0.1"),
     ],
 )
 def test_bad_values_are_named(override: str, message: str) -> None:

@@ -61,9 +61,10 @@ class Crash(Exception):
     pass
 
 
-def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9], ids=["live weights", "weight average"])
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path, ema_decay: float) -> None:
     world = planted_world(n_pages=300, k=6)
-    cfg = _cfg(logq_correction=True)
+    cfg = _cfg(logq_correction=True, ema_decay=ema_decay)
     data, _ = train_data(world, cfg)
 
     whole = Trainer(cfg, data, encoder_for(data, cfg), device=CPU, work_dir=tmp_path / "a", checkpoint_key="k")

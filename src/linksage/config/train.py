@@ -52,6 +52,9 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_steps: int = 100
     grad_clip: float = 1.0  # 0 = off
+    # > 0: validation, the best-weights copy and the saved model use an exponential moving average of the
+    # weights with this decay per step (train/ema.py); 0 = the live weights
+    ema_decay: float = 0.0
 
     # Splits (by page): random, or by first_seen date (train before split_date, test on/after it).
     split: Literal["random", "time"] = "random"
@@ -113,6 +116,8 @@ class TrainConfig:
                 "train.temperature_init: must satisfy 0 < train.temperature_min <= temperature_init <= 1, "
                 f"got temperature_min={self.temperature_min}, temperature_init={self.temperature_init}"
             )
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ConfigError(f"train.ema_decay: must be in [0, 1), got {self.ema_decay}")
         if self.lr <= 0:
             raise ConfigError(f"train.lr: must be positive, got {self.lr}")
         if self.weight_decay < 0 or self.grad_clip < 0:

@@ -25,6 +25,7 @@ from linksage.config.train import TrainConfig
 from linksage.loss import false_negative_mask, log_sampling_counts, matryoshka_contrastive_loss
 from linksage.model import LinkSageEncoder, PageInputs
 from linksage.train.checkpoint import load_checkpoint, save_checkpoint
+from linksage.train.ema import WeightAverage
 from linksage.train.features import PageFeatures
 from linksage.train.logs import StepLog
 from linksage.train.metrics import recall_at_k
@@ -188,6 +189,7 @@ class Trainer:
         if compile:
             self._forward_loss = torch.compile(self._forward_loss_eager, dynamic=False)
         self._params = [p for p in self.net.parameters() if p.requires_grad]
+        self.average = WeightAverage(self.net, cfg.ema_decay) if cfg.ema_decay else None
 
     # --- one step -------------------------------------------------------------------------------------
 
@@ -221,6 +223,8 @@ class Trainer:
         grad_norm = torch.nn.utils.clip_grad_norm_(self._params, max_norm, foreach=True)
         self.opt.step()
         self.sched.step()
+        if self.average is not None:
+            self.average.update()
         return torch.cat([loss.detach()[None], per_dim.detach(), 1.0 / scales.detach(), grad_norm.detach()[None]])
 
     def mask(self, pages: Tensor, pins: Tensor, cand_pins: Tensor) -> Tensor:
@@ -307,6 +311,10 @@ class Trainer:
             saved = load_checkpoint(ckpt, self.checkpoint_key, self.net, self.opt, self.sched, self.device)
         if saved is not None:
             state = _RunState(**saved)
+            if self.average is not None:
+                if state.average is None:
+                    raise ValueError(f"{ckpt}: the checkpoint has no weight average, the config asks for one")
+                self.average.load(state.average)
             log.event(f"[train] resumed from the checkpoint at step {state.step}", step=state.step)
         steps_log = StepLog(
             ["loss", *[f"loss_d{d}" for d in self.dims], *[f"temperature_d{d}" for d in self.dims], "grad_norm"],
@@ -347,6 +355,7 @@ class Trainer:
                     flush()
                     t0 = time.perf_counter()
                     state.log_position = steps_log.position()
+                    state.average = self.average.state() if self.average is not None else None
                     save_checkpoint(ckpt, self.checkpoint_key, self.net, self.opt, self.sched, self.device, vars(state))
                     steps_log.exclude(time.perf_counter() - t0)
                 if on_step is not None:
@@ -361,6 +370,8 @@ class Trainer:
             steps_log.close()
         if state.best_state is not None:
             self.net.load_state_dict(state.best_state)
+        elif self.average is not None:
+            self.average.copy_to_module()
         return FitResult(
             steps=state.step,
             best_step=state.best_step,
@@ -373,7 +384,14 @@ class Trainer:
         )
 
     def _validate(self, state: _RunState) -> tuple[dict[int, float], bool]:
-        """Evaluate, keep the best weights; also True when early stopping says stop."""
+        """Evaluate, keep the best weights (the weight average's, with train.ema_decay); also True when early
+        stopping says stop."""
+        if self.average is None:
+            return self._validate_held(state)
+        with self.average.applied():
+            return self._validate_held(state)
+
+    def _validate_held(self, state: _RunState) -> tuple[dict[int, float], bool]:
         recall = self.evaluate()
         state.last_eval_step = state.step
         state.history.append({"step": state.step, **{f"recall@{EVAL_K}_d{d}": v for d, v in recall.items()}})
@@ -404,6 +422,7 @@ class _RunState:
     last_eval_step: int = -1
     history: list[dict[str, Any]] = field(default_factory=list)
     log_position: dict[str, Any] = field(default_factory=dict)  # StepLog.position() at the checkpoint
+    average: dict[str, Any] | None = None  # WeightAverage.state() at the checkpoint (train.ema_decay)
 
 
 def _optimizer(
