@@ -100,6 +100,7 @@ def make_trainer(a: argparse.Namespace, data: TrainData, device: torch.device) -
         warmup_steps=10,
         eval_every=0,
         checkpoint_every=0,
+        ema_decay=a.ema_decay,
         device=str(device),
     )
     torch.manual_seed(0)
@@ -153,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     p.add_argument("--repeats", type=int, default=None)
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--ema-decay", type=float, default=0.0, help="train.ema_decay (0 = no weight average)")
     a = p.parse_args(argv)
     device = torch.device(a.device)
     preset = a.preset or ("gpu" if device.type == "cuda" else "demo")
@@ -208,6 +210,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "pages": a.pages,
         "bf16": a.bf16,
         "compile": a.compile,
+        "ema_decay": a.ema_decay,
         "threads": torch.get_num_threads(),
         "repeats": a.repeats,
         "steps_per_repeat": a.steps,

@@ -30,6 +30,8 @@ def test_the_average_follows_the_reference_recurrence() -> None:
     for a, r in zip(avg.average, ref, strict=True):
         torch.testing.assert_close(a.flatten(), torch.tensor(r), atol=1e-5, rtol=1e-5)
     assert avg.updates == 25 and decay_at(0.9, 0) == pytest.approx(0.1) and decay_at(0.9, 1000) == 0.9
+    # the configured decay takes over after (10 d - 1) / (1 - d) updates, as docs/training.md says
+    assert decay_at(0.99, 889) < 0.99 and decay_at(0.99, 891) == 0.99
 
 
 def test_applied_swaps_in_the_average_and_always_restores_the_live_weights() -> None:

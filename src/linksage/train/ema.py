@@ -1,8 +1,9 @@
 """An exponential moving average of a module's weights (``train.ema_decay``).
 
 After each optimiser step the average moves towards the live weights: ``avg = d * avg + (1 - d) * w``,
-with ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` earlier updates, so that the first updates, whose
-average would otherwise sit near the initial weights, follow the live weights closely. Validation,
+with ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` earlier updates, so that the average never drags
+the initial weights along: ``decay`` itself takes over after ``(10 decay - 1) / (1 - decay)`` updates
+(890 for 0.99), until then the average spans about the last tenth of the run. Validation,
 the best-weights copy and the saved model read the average; the optimiser keeps stepping the live
 weights. Every floating-point parameter is averaged; buffers are left as they are.
 """
