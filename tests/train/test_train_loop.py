@@ -61,7 +61,8 @@ class Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize("ema_decay", [0.0, 0.9], ids=["live weights", "weight average"])
+# 0.6: the configured decay takes over from update 13 on, before the crash at 17
+@pytest.mark.parametrize("ema_decay", [0.0, 0.6], ids=["live weights", "weight average"])
 def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path: Path, ema_decay: float) -> None:
     world = planted_world(n_pages=300, k=6)
     cfg = _cfg(logq_correction=True, ema_decay=ema_decay)

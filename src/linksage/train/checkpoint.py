@@ -1,8 +1,8 @@
 """Training checkpoints: everything an exact resume needs, written atomically.
 
 Model, optimiser and schedule states, the CPU and CUDA RNG states (dropout), and the loop's own state
-(step, early stopping, best weights, log file positions). A checkpoint carries a key (config and
-upstream artifacts); one with another key is ignored.
+(step, early stopping, best weights, the weight average of train.ema_decay, log file positions). A
+checkpoint carries a key (config and upstream artifacts); one with another key is ignored.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 After each optimiser step the average moves towards the live weights: ``avg = d * avg + (1 - d) * w``,
 with ``d = min(decay, (1 + n) / (10 + n))`` after ``n`` earlier updates, so that the average never drags
 the initial weights along: ``decay`` itself takes over after ``(10 decay - 1) / (1 - decay)`` updates
-(890 for 0.99), until then the average spans about the last tenth of the run. Validation,
+(890 for 0.99), until then the average spans about the last ninth of the run. Validation,
 the best-weights copy and the saved model read the average; the optimiser keeps stepping the live
 weights. Every floating-point parameter is averaged; buffers are left as they are.
 """
@@ -55,8 +55,8 @@ class WeightAverage:
         _copy(self._params, self.average)
 
     def state(self) -> dict[str, object]:
-        """What a checkpoint keeps (tensors on their device)."""
-        return {"updates": self.updates, "average": [a.clone() for a in self.average]}
+        """What a checkpoint keeps: the average's own tensors (not copies), to be written at once."""
+        return {"updates": self.updates, "average": list(self.average)}
 
     def load(self, state: dict[str, object]) -> None:
         average = state["average"]

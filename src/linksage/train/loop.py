@@ -315,6 +315,7 @@ class Trainer:
                 if state.average is None:
                     raise ValueError(f"{ckpt}: the checkpoint has no weight average, the config asks for one")
                 self.average.load(state.average)
+                state.average = None  # the loaded copy is not kept: the trainer's average is the one
             log.event(f"[train] resumed from the checkpoint at step {state.step}", step=state.step)
         steps_log = StepLog(
             ["loss", *[f"loss_d{d}" for d in self.dims], *[f"temperature_d{d}" for d in self.dims], "grad_norm"],
@@ -357,6 +358,7 @@ class Trainer:
                     state.log_position = steps_log.position()
                     state.average = self.average.state() if self.average is not None else None
                     save_checkpoint(ckpt, self.checkpoint_key, self.net, self.opt, self.sched, self.device, vars(state))
+                    state.average = None  # written; no second copy of the weights on the device between checkpoints
                     steps_log.exclude(time.perf_counter() - t0)
                 if on_step is not None:
                     on_step(done)
