@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from linksage import log
-from linksage.config import ConfigError, config_to_toml, load_config
+from linksage.config import Config, ConfigError, config_to_toml, load_config
 from linksage.errors import LinksageError
+from linksage.rundir import MANIFEST, RUN_CONFIG, atomic_path
 
 EXIT_USAGE = 2
 
@@ -32,7 +33,13 @@ def command(name: str) -> Callable[[Command], Command]:
 
 
 def _add_config_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, default=None, help="TOML file overriding the defaults")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="TOML file overriding the defaults (default: the run directory's config.toml, which every "
+        "`linksage run` records, if there is one)",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -103,13 +110,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _config(args: argparse.Namespace) -> Config:
+    """--config and --set; without --config, the run directory's recorded config (then --set on top)."""
+    path, run_dir = args.config, getattr(args, "run_dir", None)
+    if path is None and run_dir is not None:
+        recorded = Path(run_dir) / RUN_CONFIG
+        if recorded.exists():
+            path = recorded
+            log.event(f"no --config: using the run directory's recorded config {recorded}")
+        elif any(Path(run_dir).glob(f"*/{MANIFEST}")):
+            log.logger.warning(
+                f"no --config and no {recorded}: the built-in defaults, for a run directory with results"
+            )
+    return load_config(path, args.overrides)
+
+
 @command("run")
 def cmd_run(args: argparse.Namespace) -> int:
     from linksage.pipeline import get_stage, run_stages
 
     for name in args.stages:
         get_stage(name)  # unknown names fail before any work
-    cfg = load_config(args.config, args.overrides)
+    cfg = _config(args)
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.run_dir / RUN_CONFIG) as tmp:
+        tmp.write_text(config_to_toml(cfg))
     manifests = run_stages(cfg, args.run_dir, args.stages, force=args.force)
     for name, manifest in manifests.items():
         counts = ", ".join(f"{k}={v:,}" for k, v in manifest.get("counts", {}).items())
@@ -119,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 @command("config")
 def cmd_config(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config, args.overrides)
+    cfg = _config(args)
     sys.stdout.write(config_to_toml(cfg))
     return 0
 
@@ -138,7 +163,7 @@ def cmd_stages(args: argparse.Namespace) -> int:
 def cmd_store(args: argparse.Namespace) -> int:
     from linksage.store.commands import format_history, store_history, store_restore
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = _config(args)
     if args.store_command == "history":
         rows = store_history(args.run_dir, cfg.store)
         print(json.dumps(rows, indent=2, default=str) if args.json else format_history(rows))
@@ -153,7 +178,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     from linksage.search.lookup import format_hits, search
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = _config(args)
     hits = search(args.run_dir, url=args.url, pin=args.pin, k=args.k, cfg=cfg.store)
     print(json.dumps([asdict(h) for h in hits], indent=2) if args.json else format_hits(hits))
     return 0
@@ -163,7 +188,7 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_update(args: argparse.Namespace) -> int:
     from linksage.update.run import update
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = _config(args)
     summary = update(cfg, args.run_dir, args.input, args.day, input_format=args.input_format, retrain=args.retrain)
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -181,7 +206,7 @@ def cmd_update(args: argparse.Namespace) -> int:
 def cmd_synthetic_day(args: argparse.Namespace) -> int:
     from linksage.ingest.synthetic import generate_day
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = _config(args)
     try:
         files = generate_day(cfg.ingest.synthetic, args.day, args.out, args.growth)
     except ValueError as exc:
@@ -194,7 +219,7 @@ def cmd_synthetic_day(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from linksage.serve.server import serve
 
-    serve(args.run_dir, args.host, args.port, load_config(args.config, args.overrides))
+    serve(args.run_dir, args.host, args.port, _config(args))
     return 0
 
 

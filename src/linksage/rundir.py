@@ -27,6 +27,9 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST = "manifest.json"
+# the resolved config of the run directory's latest `linksage run`: what a command given --run-dir and no
+# --config reads
+RUN_CONFIG = "config.toml"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
