@@ -17,7 +17,7 @@ from linksage.evaluate.embeddings import Embeddings, Evaluation, evaluate_embedd
 from linksage.evaluate.metrics import mean_metrics, per_query_metrics, rank_positives
 from linksage.evaluate.report import write_report
 from linksage.evaluate.slices import degree_masks, opaque_mask
-from linksage.evaluate.targets import check_targets
+from linksage.evaluate.targets import check_targets, format_value
 
 CFG = EvaluateConfig(negatives_per_query=40, kurtosis_pairs=4000, device="cpu")
 
@@ -98,8 +98,18 @@ def test_targets_are_checked_from_the_metrics() -> None:
     assert t["dim64_loss_vs_top"]["met"] is True and np.isclose(t["dim64_loss_vs_top"]["value"], 1 - 0.58 / 0.6)
     assert t["matryoshka64_vs_single64"]["met"] is False
     assert t["negative_mean_near_zero"]["met"] is True and t["negative_p95_below_0.25"]["met"] is False
+    # values read as a person would: relative gains in percent, recall differences signed
+    assert format_value(t["graph_vs_content_only"]) == "+20.0%"
+    assert format_value(t["matryoshka64_vs_single64"]) == "-0.0100"
+    assert format_value(t["negative_p95_below_0.25"]) == "0.3000"
     del metrics["baselines"]["single_dim_64"]
     assert check_targets(metrics)["matryoshka64_vs_single64"]["met"] is None
+    # a pool no larger than k: every model finds every positive, so no recall check is decided
+    metrics["pool_size"] = 100
+    small = check_targets(metrics)
+    for name in ("graph_vs_content_only", "graph_vs_content_only_opaque", "dim64_loss_vs_top"):
+        assert small[name]["met"] is None and "the pool (100 pins) is not larger than k=100" in small[name]["missing"]
+    assert small["negative_p95_below_0.25"]["met"] is False
 
 
 def test_report_renders_with_tables_images_and_pages(

@@ -15,6 +15,7 @@ from typing import Any
 
 from linksage.evaluate import plots
 from linksage.evaluate.embeddings import Evaluation
+from linksage.evaluate.targets import format_value
 from linksage.rundir import atomic_write_text
 
 
@@ -154,7 +155,7 @@ def _targets_table(targets: dict[str, dict[str, Any]]) -> str:
         note = check.get("missing", "")
         rows.append(
             f'<tr><td class="name">{_e(name)}</td><td class="name">{_e(check["target"])}</td>'
-            f'<td>{_fmt(check["value"])}</td><td class="name">{verdict} {_e(note)}</td></tr>'
+            f'<td>{_e(format_value(check))}</td><td class="name">{verdict} {_e(note)}</td></tr>'
         )
     return (
         '<table><tr><th class="name">check</th><th class="name">target</th><th>value</th>'
