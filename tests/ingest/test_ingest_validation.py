@@ -115,6 +115,15 @@ def test_all_urls_bad_leaves_no_links(tables: Tables, capsys: pytest.CaptureFixt
             ["row 1", "wrong type: column 'created_at' must hold unix seconds or ISO 8601 times", "'yesterday'"],
         ),
         (
+            "pins",
+            "pin_id,created_at\np1,1364774400\np2,1709250000000\n",
+            [
+                "row 1",
+                "column 'created_at' holds unix seconds, and this is past the year 5000: milliseconds?",
+                "1709250000000",
+            ],
+        ),
+        (
             "links",
             "pin_id,url,cohesion\np1,http://a.example/,0.5\np2,http://b.example/,high\n",
             ["row 1", "wrong type: column 'cohesion' must hold numbers", "'high'"],

@@ -128,8 +128,26 @@ def to_float(arr: pa.Array, name: str, loc: Loc) -> pa.Array:
     raise _wrong_type(arr, name, loc, "numbers")
 
 
+# unix seconds beyond this (the year 5138) are another unit: 1.7e12 is a millisecond time of 2024
+MAX_UNIX_SECONDS = 10**11
+
+
 def to_time(arr: pa.Array, name: str, loc: Loc) -> pa.Array:
-    """Unix seconds (int64) from integers, timestamps, dates or ISO 8601 strings (UTC unless zoned)."""
+    """Unix seconds (int64) from integers, timestamps, dates or ISO 8601 strings (UTC unless zoned); a value
+    too large for seconds (milliseconds, microseconds) is refused, naming its row."""
+    seconds = _to_seconds(arr, name, loc)
+    wild = pc.fill_null(pc.greater_equal(pc.abs(seconds), MAX_UNIX_SECONDS), False)
+    if pc.any(wild).as_py():
+        i = _first(wild)
+        raise loc.error(
+            f"column {name!r} holds unix seconds, and this is past the year 5000: milliseconds? (divide by 1000)",
+            i,
+            value=arr[i].as_py(),
+        )
+    return seconds
+
+
+def _to_seconds(arr: pa.Array, name: str, loc: Loc) -> pa.Array:
     t = arr.type
     if pa.types.is_integer(t) or pa.types.is_null(t):
         return arr.cast(pa.int64())
