@@ -173,3 +173,19 @@ def test_pin_pages_are_each_pins_lowest_page() -> None:
 
     pairs = Pairs(page=np.array([0, 0, 1, 2, 3], np.int32), pin=np.array([4, 1, 1, 0, 4], np.int32))
     np.testing.assert_array_equal(_pin_pages(pairs, 6), [2, 0, -1, -1, 0, -1])
+
+
+def test_a_schedule_far_beyond_the_data_is_warned_about(monkeypatch: pytest.MonkeyPatch) -> None:
+    from linksage import log
+    from linksage.train.stage import MAX_SENSIBLE_EPOCHS, _warn_if_oversized
+
+    said: list[str] = []
+    monkeypatch.setattr(log.logger, "warning", said.append)
+    cfg = load_config(None, []).train  # the defaults: 2,000 steps of 1,024 pairs
+    _warn_if_oversized(cfg, 4)
+    assert said == [
+        "[train] 2,000 steps of 1,024 pairs is 512,000 passes over 4 training pairs: lower train.steps and "
+        "train.batch_size for data this small (configs/demo.toml's [train] is sized for small data on a CPU)"
+    ]
+    _warn_if_oversized(cfg, cfg.steps * cfg.batch_size // MAX_SENSIBLE_EPOCHS)  # exactly the limit: quiet
+    assert len(said) == 1

@@ -42,6 +42,8 @@ from linksage.train.pairs import (
 from linksage.train.target_space import LearnedRotation, identity_rotation, pca_rotation, to_target_space
 
 UPSTREAM = ("ingest", "content", "graph", "walk")
+# passes over the training pairs past which the schedule is warned about (the Reddit benchmark makes 35)
+MAX_SENSIBLE_EPOCHS = 200
 
 
 def run(ctx: StageContext) -> StageResult:
@@ -142,6 +144,7 @@ def run(ctx: StageContext) -> StageResult:
         f"device {device}{' bf16' if bf16 else ''}",
         device=str(device),
     )
+    _warn_if_oversized(cfg, len(by_split[TRAIN]))
     trainer = Trainer(
         cfg,
         data,
@@ -237,6 +240,17 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f'train.device: {name!r} requested, but torch sees no CUDA device (set train.device = "cpu")')
     return torch.device(name)
+
+
+def _warn_if_oversized(cfg: TrainConfig, n_pairs: int) -> None:
+    """A schedule of many more passes than the data can use: the defaults meet a small table set."""
+    epochs = cfg.steps * cfg.batch_size / max(n_pairs, 1)
+    if epochs > MAX_SENSIBLE_EPOCHS:
+        log.logger.warning(
+            f"[train] {cfg.steps:,} steps of {cfg.batch_size:,} pairs is {epochs:,.0f} passes over "
+            f"{n_pairs:,} training pairs: lower train.steps and train.batch_size for data this small "
+            "(configs/demo.toml's [train] is sized for small data on a CPU)"
+        )
 
 
 def _test_recall(
