@@ -1,4 +1,6 @@
-"""The ``linksage`` command line. Every command is a function that tests call with an argv list.
+"""linksage: graph-aware landing-page embeddings, from input tables to a versioned store.
+
+Every command is a function that takes an argv list (the tests call them so).
 
 linksage run [STAGE ...] --config F --run-dir D [--set section.key=value ...] [--force]
 linksage config [--config F] [--set ...]
@@ -32,6 +34,11 @@ def command(name: str) -> Callable[[Command], Command]:
     return register
 
 
+def _add_log_args(p: argparse.ArgumentParser, default: object) -> None:
+    p.add_argument("--quiet", action="store_true", default=default, help="only warnings and errors; no progress bars")
+    p.add_argument("--json-log", action="store_true", default=default, help="log one JSON object per line (for jobs)")
+
+
 def _add_config_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--config",
@@ -51,60 +58,73 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="linksage", description=__doc__.split("\n")[0] if __doc__ else None)
-    parser.add_argument("--quiet", action="store_true", help="only warnings and errors; no progress bars")
-    parser.add_argument("--json-log", action="store_true", help="log one JSON object per line (for jobs)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from linksage.pipeline import STAGES
 
-    p = sub.add_parser("run", help="run pipeline stages (and any stale upstream ones)")
-    p.add_argument("stages", nargs="*", help="stages to run (default: all)")
+    parser = argparse.ArgumentParser(prog="linksage", description=__doc__.split("\n")[0] if __doc__ else None)
+    _add_log_args(parser, False)
+    sub = parser.add_subparsers(dest="command", required=True)
+    # the logging flags also after the command (`linksage run --quiet ...`); SUPPRESS keeps the top-level value
+    common = argparse.ArgumentParser(add_help=False)
+    _add_log_args(common, argparse.SUPPRESS)
+
+    def add(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[common])
+
+    p = add("run", "run pipeline stages (and any stale upstream ones)")
+    names = ", ".join(s.name for s in STAGES)
+    p.add_argument("stages", nargs="*", help=f"stages to run, in any order: {names} (default: all)")
     p.add_argument("--run-dir", type=Path, required=True, help="the run directory")
     p.add_argument("--force", action="store_true", help="rerun the named stages even when up to date")
     _add_config_args(p)
 
-    p = sub.add_parser("config", help="print the resolved config as TOML")
+    p = add("config", "print the resolved config as TOML")
     _add_config_args(p)
 
-    sub.add_parser("stages", help="list the pipeline's stages in order")
+    add("stages", "list the pipeline's stages in order")
 
-    p = sub.add_parser("store", help="the versioned embedding store")
+    p = add("store", "the versioned embedding store")
     store_sub = p.add_subparsers(dest="store_command", required=True)
     q = store_sub.add_parser("history", help="list the store's versions")
-    q.add_argument("--run-dir", type=Path, required=True)
+    q.add_argument("--run-dir", type=Path, required=True, help="the run directory")
     q.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_config_args(q)
     q = store_sub.add_parser("restore", help="make an earlier version the newest again (nothing is deleted)")
-    q.add_argument("version", type=int)
-    q.add_argument("--run-dir", type=Path, required=True)
+    q.add_argument("version", type=int, help="the version to restore (see `linksage store history`)")
+    q.add_argument("--run-dir", type=Path, required=True, help="the run directory")
     _add_config_args(q)
 
-    p = sub.add_parser("update", help="apply one day of new input: re-walk and re-embed only what changed")
+    p = add("update", "apply one day of new input: re-walk and re-embed only what changed")
     p.add_argument("--run-dir", type=Path, required=True, help="a run directory whose stages have all completed")
     p.add_argument("--input", type=Path, required=True, help="the day's tables folder (or Reddit posts file/folder)")
     p.add_argument("--day", required=True, help="the day, YYYY-MM-DD (Reddit input: posts created that day)")
-    p.add_argument("--input-format", choices=("auto", "tables", "reddit"), default="auto")
+    p.add_argument(
+        "--input-format",
+        choices=("auto", "tables", "reddit"),
+        default="auto",
+        help="auto: Reddit posts when the config's ingest.source is reddit, else the tables layout",
+    )
     p.add_argument("--retrain", action="store_true", help="train the model again on the updated run first")
     p.add_argument("--json", action="store_true", help="print the day's summary as JSON")
     _add_config_args(p)
 
-    p = sub.add_parser("synthetic-day", help="write the input tables of one later day of the synthetic world")
+    p = add("synthetic-day", "write the input tables of one later day of the synthetic world")
     p.add_argument("--day", required=True, help="a date at or after ingest.synthetic.end")
     p.add_argument("--out", type=Path, required=True, help="folder to write pins/, links/, boards/, pages/ into")
     p.add_argument("--growth", type=float, default=0.01, help="new pages as a share of the world's (default 0.01)")
     _add_config_args(p)
 
-    p = sub.add_parser("serve", help="the HTTP API and browse page over a run directory")
-    p.add_argument("--run-dir", type=Path, required=True)
+    p = add("serve", "the HTTP API and browse page over a run directory")
+    p.add_argument("--run-dir", type=Path, required=True, help="the run directory")
     p.add_argument("--host", default=None, help="default: serve.host (127.0.0.1)")
     p.add_argument("--port", type=int, default=None, help="default: serve.port (8000)")
     _add_config_args(p)
 
-    p = sub.add_parser("search", help="top-k pins for a page URL, or top-k pages for a pin")
-    p.add_argument("--run-dir", type=Path, required=True)
+    p = add("search", "top-k pins for a page URL, or top-k pages for a pin")
+    p.add_argument("--run-dir", type=Path, required=True, help="the run directory")
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--url", help="a page URL (canonicalised before look-up)")
     which.add_argument("--pin", help="a pin id")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=int, default=10, help="how many results (default 10)")
     p.add_argument("--json", action="store_true", help="print JSON instead of lines")
     _add_config_args(p)
     return parser
