@@ -39,6 +39,18 @@ def test_duplicate_pin_id(tables: Tables, capsys: pytest.CaptureFixture[str]) ->
     _fails(tables, capsys, f"{path}, row 2, column 'pin_id': duplicate pin_id (first seen at {path}, row 0)", "'p1'")
 
 
+def test_errors_name_the_files_own_column_when_the_config_renames_it(
+    tables: Tables, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tables.extra["columns"] = {"pins": {"pin_id": "item_id", "created_at": "posted"}}
+    path = tables.write("pins", "item_id,text,posted\np1,a,1364774400\np2,b,yesterday\n")
+    _fails(
+        tables, capsys, f"{path}, row 1: wrong type: column 'posted' (created_at) must hold unix seconds", "'yesterday'"
+    )
+    tables.write("pins", "item_id,text,posted\np1,a,1\np2,b,2\np1,c,3\n")
+    _fails(tables, capsys, f"{path}, row 2, column 'item_id': duplicate pin_id (first seen at {path}, row 0)", "'p1'")
+
+
 def test_link_to_unknown_pin(tables: Tables, capsys: pytest.CaptureFixture[str]) -> None:
     path = tables.write("links", "pin_id,url\np1,http://a.example/\np9,http://b.example/\n")
     _fails(tables, capsys, f"{path}, row 1, column 'pin_id': link to an unknown pin", "(value: 'p9')")

@@ -100,9 +100,10 @@ def file_chunks(table: str, path: str | Path, mapping: Mapping[str, str], batch_
                 file=file,
             )
         sources = [mapping.get(name, name) for name in present]
+        renamed = tuple((name, source) for name, source in zip(present, sources, strict=True) if name != source)
         row0 = 0
         for batch in data.batches(sources, batch_rows):
-            loc = Loc(str(file), row0)
+            loc = Loc(str(file), row0, renamed=renamed)
             yield Chunk(coerce(table, batch.rename_columns(present), loc), loc)
             row0 += batch.num_rows
         total += row0

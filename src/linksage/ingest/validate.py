@@ -29,6 +29,8 @@ class Loc:
     file: str
     row0: int = 0
     rows: np.ndarray | None = None  # explicit row numbers when rows were filtered out upstream
+    # (contract name, the file's name) of each column the config's mapping renamed: errors name the file's
+    renamed: tuple[tuple[str, str], ...] = ()
 
     def row(self, i: int) -> int:
         return int(self.rows[i]) if self.rows is not None else self.row0 + i
@@ -36,9 +38,12 @@ class Loc:
     def subset(self, kept: np.ndarray) -> Loc:
         """The locations of rows ``kept`` (indices into this chunk), e.g. after filtering."""
         rows = self.rows[kept] if self.rows is not None else self.row0 + kept
-        return Loc(self.file, rows=np.asarray(rows, dtype=np.int64))
+        return Loc(self.file, rows=np.asarray(rows, dtype=np.int64), renamed=self.renamed)
 
     def error(self, message: str, i: int, column: str | None = None, value: Any = None) -> InputError:
+        for contract, source in self.renamed:
+            message = message.replace(f"column {contract!r}", f"column {source!r} ({contract})")
+            column = source if column == contract else column
         return InputError(message, file=self.file, row=self.row(i), column=column, value=value)
 
 
