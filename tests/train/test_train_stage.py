@@ -189,3 +189,14 @@ def test_a_schedule_far_beyond_the_data_is_warned_about(monkeypatch: pytest.Monk
     ]
     _warn_if_oversized(cfg, cfg.steps * cfg.batch_size // MAX_SENSIBLE_EPOCHS)  # exactly the limit: quiet
     assert len(said) == 1
+
+
+def test_a_split_without_test_pages_is_warned_about(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from linksage import log
+
+    said: list[str] = []
+    monkeypatch.setattr(log.logger, "warning", said.append)
+    # every page was first seen before the cut-off: the evaluate stage would find nothing to score
+    result, _ = _run(run_dir, ['train.split="time"', 'train.split_date="2099-01-01"', "train.steps=10"])
+    assert result.counts["test_pairs"] == 0
+    assert any("the time split left no test pages with a positive pin" in s for s in said), said

@@ -145,6 +145,11 @@ def run(ctx: StageContext) -> StageResult:
         device=str(device),
     )
     _warn_if_oversized(cfg, len(by_split[TRAIN]))
+    if not len(by_split[TEST]):
+        log.logger.warning(
+            f"[train] the {cfg.split} split left no test pages with a positive pin: the evaluate stage will have "
+            "nothing to score (more data, a larger train.test_fraction, or an earlier train.split_date)"
+        )
     trainer = Trainer(
         cfg,
         data,
