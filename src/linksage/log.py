@@ -16,6 +16,19 @@ _state = {"quiet": False, "json": False}
 logger = logging.getLogger("linksage")
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a line is logged, not the one of the ``configure`` call
+    (a caller that swaps stderr, a test's capture that is closed afterwards, still gets every line)."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:  # StreamHandler.__init__ assigns it; the property ignores that
+        pass
+
+
 class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
@@ -31,7 +44,7 @@ def configure(*, quiet: bool = False, json_log: bool = False) -> None:
     """Set up the ``linksage`` logger once per process (called by the CLI)."""
     _state["quiet"], _state["json"] = quiet, json_log
     logger.handlers.clear()
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _StderrHandler()
     handler.setFormatter(_JsonFormatter() if json_log else logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
     logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
