@@ -18,7 +18,7 @@ from pathlib import Path
 from linksage import log
 from linksage.config import Config, ConfigError, config_to_toml, load_config
 from linksage.errors import LinksageError
-from linksage.rundir import MANIFEST, RUN_CONFIG, atomic_path
+from linksage.rundir import MANIFEST, RUN_CONFIG, atomic_write_text
 
 EXIT_USAGE = 2
 
@@ -152,9 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name in args.stages:
         get_stage(name)  # unknown names fail before any work
     cfg = _config(args)
-    args.run_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.run_dir / RUN_CONFIG) as tmp:
-        tmp.write_text(config_to_toml(cfg))
+    atomic_write_text(args.run_dir / RUN_CONFIG, config_to_toml(cfg))
     manifests = run_stages(cfg, args.run_dir, args.stages, force=args.force)
     for name, manifest in manifests.items():
         counts = ", ".join(f"{k}={v:,}" for k, v in manifest.get("counts", {}).items())

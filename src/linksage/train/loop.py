@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -388,9 +389,7 @@ class Trainer:
     def _validate(self, state: _RunState) -> tuple[dict[int, float], bool]:
         """Evaluate, keep the best weights (the weight average's, with train.ema_decay); also True when early
         stopping says stop."""
-        if self.average is None:
-            return self._validate_held(state)
-        with self.average.applied():
+        with self.average.applied() if self.average is not None else nullcontext():
             return self._validate_held(state)
 
     def _validate_held(self, state: _RunState) -> tuple[dict[int, float], bool]:
