@@ -6,7 +6,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from typing import Any, TypeVar
 
 from tqdm import tqdm
@@ -61,13 +61,18 @@ def event(message: str, **fields: Any) -> None:
 def progress(
     iterable: Iterable[T] | None = None, *, total: float | None = None, desc: str = "", unit: str = "it"
 ) -> Any:
-    """A tqdm bar with rate and ETA on stderr; silent with ``--quiet`` or JSON logs."""
+    """A tqdm bar with rate and ETA on stderr; silent with ``--quiet`` or JSON logs.
+
+    Counts are shown as 1.2M past a thousand; below that as they are (tqdm would print 4 as "4.00").
+    """
+    if total is None and isinstance(iterable, Sized):
+        total = len(iterable)
     return tqdm(
         iterable,
         total=total,
         desc=desc,
         unit=unit,
-        unit_scale=True,
+        unit_scale=total is None or total >= 1000,
         dynamic_ncols=True,
         disable=_state["quiet"] or _state["json"],
         file=sys.stderr,

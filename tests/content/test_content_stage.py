@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from linksage.config import Config, load_config
+from linksage.config import Config, ConfigError, load_config
 from linksage.content.image import Decoded, EfficientNetImageEncoder, decode_image
 from linksage.content.text import HashingTextEncoder, page_text
 from linksage.content.urltext import text_from_url
@@ -56,7 +56,7 @@ def img(url: str, w: int | None = None, h: int | None = None) -> dict[str, Any]:
     return {"url": url, "width": w, "height": h, "alt": None}
 
 
-def make_world(root: Path, *, embeddings: bool = False, pin_images: bool = False) -> Path:
+def make_world(root: Path, *, embeddings: bool = False, pin_images: bool = False, dims: str = "") -> Path:
     """Input tables (Parquet) of 4 pins and 5 pages, photographs under root/img; returns a config file."""
     images = root / "img"
     images.mkdir(parents=True)
@@ -135,6 +135,8 @@ def make_world(root: Path, *, embeddings: bool = False, pin_images: bool = False
                 "max_images_per_page = 2",
                 'device = "cpu"',
                 f"pin_target_image = {'true' if pin_images else 'false'}",
+                "[train]",  # Matryoshka dims that fit the targets: 2 given, 64 hashed text
+                f"dims = {dims or ('[2]' if embeddings else '[16, 64]')}",
             ]
         )
     )
@@ -274,6 +276,18 @@ def test_given_targets_are_normalised_and_bad_rows_counted(tmp_path: Path) -> No
     assert not target[by_id["c"]].any()  # a zero embedding cannot be normalised: zero row, counted
     assert manifest["counts"]["pin_targets_given"] == 3 and manifest["counts"]["pin_targets_invalid"] == 1
     assert manifest["metrics"]["target_dim"] == 2
+
+
+def test_dims_wider_than_the_targets_are_refused_before_any_encoding(tmp_path: Path) -> None:
+    cfg = load_config(make_world(tmp_path / "given", embeddings=True, dims="[2, 4]"))
+    run = tmp_path / "runs" / "wide"
+    with pytest.raises(ConfigError, match=r"largest dim 4 exceeds the pins' target embedding dim 2"):
+        run_stages(cfg, run, ["content"])
+    assert (run / "ingest" / "pages.parquet").exists()  # ingest ran; content refused before encoding a text
+    assert not list(run.glob("**/page_text.npy"))
+    cfg = load_config(make_world(tmp_path / "hashed", dims="[16, 128]"))  # hashed text: 64 wide, no pin images
+    with pytest.raises(ConfigError, match=r"largest dim 128 exceeds the pins' target embedding dim 64"):
+        run_stages(replace(cfg, content=replace(cfg.content, image_encoder="none")), run, ["content"])
 
 
 def test_pin_targets_with_images(tmp_path: Path) -> None:

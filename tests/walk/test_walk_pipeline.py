@@ -33,6 +33,7 @@ def test_synthetic_world_through_the_cli(tmp_path: Path) -> None:
     run = tmp_path / "run"
     argv = ["--quiet", "run", "walk", "--run-dir", str(run), "--set", "ingest.synthetic.n_links=3000"]
     argv += ["--set", "content.text_encoder=hashing", "--set", "content.image_encoder=none"]
+    argv += ["--set", "train.dims=[16, 64]"]  # the hashed text targets are 64 wide
     assert main(argv) == 0
     result = _check_run(run)
     walk = result["walk"]
@@ -50,6 +51,7 @@ def test_reddit_slice_through_the_cli(tmp_path: Path) -> None:
     argv += ["--run-dir", str(run), "--set", "ingest.reddit.max_posts=20000", "--set", f"ingest.reddit.posts={posts}"]
     argv += ["--set", f"ingest.reddit.subreddits={SHARED / 'reddit-top-2.5m' / 'subreddits.parquet'}"]
     argv += ["--set", "content.text_encoder=hashing", "--set", "content.image_encoder=none"]
+    argv += ["--set", "train.dims=[16, 64]"]  # the hashed text targets are 64 wide
     assert main(argv) == 0
     result = _check_run(run)
     graph, walk = result["graph"], result["walk"]

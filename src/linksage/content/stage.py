@@ -32,6 +32,7 @@ import pyarrow.dataset as ds
 
 from linksage import log
 from linksage.config.content import ContentConfig
+from linksage.config.train import check_dims
 from linksage.content.cache import VectorCache, default_cache_root, text_keys
 from linksage.content.image import ImageSource, ImageVectorizer, PrecomputedImageVectors, aggregate_pages
 from linksage.content.targets import embedding_dim, write_computed_targets, write_given_targets
@@ -99,16 +100,20 @@ def run(ctx: StageContext) -> StageResult:
     counts: Counter[str] = Counter()
     timings: dict[str, float] = {}
 
-    t0 = time.perf_counter()
-    counts.update(write_page_text(pages, n_pages, text, cfg.chunk_rows, ctx.out))
-    timings["page_text_s"] = round(time.perf_counter() - t0, 3)
-
-    t0 = time.perf_counter()
     page_images = cfg.image_encoder != "none" and _any_listed_image(pages, cfg.chunk_rows)
     pin_images = (
         cfg.image_encoder != "none" and cfg.pin_target_image and given is None and bool(_present(pins, ["image_url"]))
     )
     images = image_vectorizer(cfg, device, cache_root) if page_images or pin_images else None
+    # the widest target these inputs can give; train.dims beyond it would fail only at the train stage
+    widest = given or text.dim + (images.dim if images is not None and pin_images else 0)
+    check_dims(ctx.config.train.dims, target_dim=widest)
+
+    t0 = time.perf_counter()
+    counts.update(write_page_text(pages, n_pages, text, cfg.chunk_rows, ctx.out))
+    timings["page_text_s"] = round(time.perf_counter() - t0, 3)
+
+    t0 = time.perf_counter()
     if images is not None and page_images:
         counts.update(write_page_images(pages, n_pages, images, cfg, ctx.out))
     else:  # D_img = 0: nothing to decode, encode or store
