@@ -77,7 +77,8 @@ def test_cli_functions_history_restore_and_format(run: Path, tmp_path: Path) -> 
     copy = Path(shutil.copytree(run, tmp_path / "copy"))
     rows = store_history(copy)
     assert [r["version"] for r in rows] == [1, 2] and rows[1]["days"] == ["2013-04-30"] and rows[1]["rows"] == 300
-    assert "day-2013-04-30" in format_history(rows)
+    table = format_history(rows).splitlines()
+    assert "(the store's creation, empty)" in table[1] and "day-2013-04-30" in table[2]
     restored = store_restore(copy, 1)
     assert restored == {"restored": 1, "previous": 2, "version": 3, "rows": 0}
     assert [r["rows"] for r in store_history(copy)] == [0, 300, 0]

@@ -33,5 +33,6 @@ def format_history(rows: list[dict[str, Any]]) -> str:
     """A text table of ``store_history``'s rows."""
     lines = [f"{'version':>7}  {'timestamp':<26}  {'rows':>11}  tags"]
     for r in rows:
-        lines.append(f"{r['version']:>7}  {r['timestamp']:<26}  {r['rows']:>11,}  {', '.join(r['tags'])}")
+        note = ", ".join(r["tags"]) or ("(the store's creation, empty)" if r["version"] == 1 and not r["rows"] else "")
+        lines.append(f"{r['version']:>7}  {r['timestamp']:<26}  {r['rows']:>11,}  {note}")
     return "\n".join(lines)
