@@ -104,7 +104,9 @@ def run(ctx: StageContext) -> StageResult:
     pin_images = (
         cfg.image_encoder != "none" and cfg.pin_target_image and given is None and bool(_present(pins, ["image_url"]))
     )
+    t0 = time.perf_counter()
     images = image_vectorizer(cfg, device, cache_root) if page_images or pin_images else None
+    timings["image_model_s"] = round(time.perf_counter() - t0, 3)
     # the widest target these inputs can give; train.dims beyond it would fail only at the train stage
     widest = given or text.dim + (images.dim if images is not None and pin_images else 0)
     check_dims(ctx.config.train.dims, target_dim=widest)
