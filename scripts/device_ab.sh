@@ -7,6 +7,9 @@
 #   bash scripts/device_ab.sh status         the last lines of every A/B log: variants done, errors
 #   bash scripts/device_ab.sh collect DIR    logs, each variant's metrics.json, train manifest and validation
 #                                            curve, as one DIR/ab.tgz (what a call's $OUT brings back)
+#   bash scripts/device_ab.sh wait SECONDS DIR   until every A/B started here has ended or SECONDS have
+#                                            passed, collects into DIR every 15 s (so that a call cut short
+#                                            still brings back what had finished), then once more and status
 # AB_CONFIG, AB_RUN, AB_DATA and AB_PYTHON override the defaults (e.g. to try it on the CPU with
 # configs/demo-reddit.toml, AB_DATA="" and AB_PYTHON=.venv/bin/python).
 set -euo pipefail
@@ -21,6 +24,8 @@ case ${1:-} in
     name=${2:?usage: $0 run NAME [options] --variant ...}
     shift 2
     log=/tmp/ab-$name.log
+    touch "/tmp/ab-$name.running"  # what `wait` waits on
+    trap 'rm -f "/tmp/ab-$name.running"' EXIT
     {
       date -u +"upstream wait %T"
       flock /tmp/upstream.lock "$PY" -m linksage run walk --config "$CONFIG" --run-dir "$RUN" "${DATA[@]}"
@@ -41,11 +46,22 @@ case ${1:-} in
     shopt -s nullglob
     ab=$RUN-ab  # where train_ab.py puts the variants
     files=(/tmp/ab-*.log "$ab"/*/evaluate/metrics.json "$ab"/*/train/manifest.json "$ab"/*/train/metrics.csv)
-    tar czf "$out/ab.tgz" "${files[@]}"
+    tar czf "$out/.ab.tgz.part" "${files[@]}" && mv "$out/.ab.tgz.part" "$out/ab.tgz"  # never half an archive
     ls -la "$out"
     ;;
+  wait)
+    seconds=${2:?usage: $0 wait SECONDS DIR}
+    out=${3:?usage: $0 wait SECONDS DIR}
+    end=$((SECONDS + seconds))
+    while compgen -G "/tmp/ab-*.running" >/dev/null && ((SECONDS < end)); do
+      sleep 15
+      "$0" collect "$out" >/dev/null 2>&1 || true
+    done
+    "$0" collect "$out"
+    "$0" status
+    ;;
   *)
-    sed -n '2,11p' "$0" >&2
+    sed -n '2,14p' "$0" >&2
     exit 2
     ;;
 esac

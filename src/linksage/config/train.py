@@ -20,6 +20,10 @@ class TrainConfig:
     heads: int = 8
     mlp_ratio: int = 4
     dropout: float = 0.0
+    # the probability, per training example, that the page's own text vector is zeroed (its token then reads
+    # only its projection's bias, and the text skip path adds nothing), so that the model learns to read the
+    # graph for pages whose text says little; validation, the test and inference always see the text
+    content_dropout: float = 0.0
     neighbours: int = 20  # K: the first K walk neighbours (by visits desc); 0 = the content-only baseline
     image_tokens: Literal["each", "mean"] = "each"  # one token per image when the content stage kept them
     degree_buckets: int = 24  # self degree embedded by log2 bucket
@@ -111,6 +115,8 @@ class TrainConfig:
         _positive("log_every", self.log_every)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"train.dropout: must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.content_dropout < 1.0:
+            raise ConfigError(f"train.content_dropout: must be in [0, 1), got {self.content_dropout}")
         if not 0.0 < self.temperature_min <= self.temperature_init <= 1.0:
             raise ConfigError(
                 "train.temperature_init: must satisfy 0 < train.temperature_min <= temperature_init <= 1, "

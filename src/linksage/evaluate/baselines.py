@@ -38,8 +38,9 @@ def trained_variant(name: str, train: TrainConfig, cfg: EvaluateConfig, target_d
     """The train config of a trained baseline; ConfigError when it cannot be trained here."""
     changes: dict[str, object] = {}
     if name == "content_only":
-        # the page's own content: no graph
+        # the page's own content: no graph (and no hidden content, which a model without a graph cannot replace)
         changes.update(neighbours=0, board_tokens=0, board_means=False, neighbour_means=False, domain_token=False)
+        changes.update(content_dropout=0.0)
     elif (d := single_dim_of(name)) is not None:
         check_dims((d,), target_dim=target_dim)
         changes.update(dims=(d,), dim_weights=())

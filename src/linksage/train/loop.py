@@ -213,7 +213,7 @@ class Trainer:
     def train_step(self, step: int) -> Tensor:
         """One optimisation step; returns a device row: loss, per-dim losses, per-dim temperatures, grad norm."""
         pages, pins, cand_pins = self.batch(step)
-        inputs = self.data.features.gather(pages, self.input_dtype)
+        inputs = self.hide_content(self.data.features.gather(pages, self.input_dtype), step)
         cand = self.targets(cand_pins)  # (C, dims[-1])
         mask = self.mask(pages, pins, cand_pins)  # (B, C)
         log_q = self._log_q.index_select(0, cand_pins) if self._log_q is not None else None
@@ -227,6 +227,18 @@ class Trainer:
         if self.average is not None:
             self.average.update()
         return torch.cat([loss.detach()[None], per_dim.detach(), 1.0 / scales.detach(), grad_norm.detach()[None]])
+
+    def hide_content(self, inputs: PageInputs, step: int) -> PageInputs:
+        """``inputs`` with each page's own text vector zeroed with probability train.content_dropout (drawn
+        from the step's seed, so a resumed run hides the same pages)."""
+        p = self.cfg.content_dropout
+        if not p:
+            return inputs
+        text = inputs.self_text
+        gen = self._step_gen
+        gen.manual_seed(_mix(self.cfg.seed ^ 0x5EED, step))
+        keep = torch.rand((text.shape[0], 1), device=text.device, generator=gen) >= p  # (B, 1)
+        return inputs._replace(self_text=text * keep.to(text.dtype))
 
     def mask(self, pages: Tensor, pins: Tensor, cand_pins: Tensor) -> Tensor:
         """(B, C) bool: the false negatives of a batch (``false_negative_mask``, with the pins' pages if known)."""
