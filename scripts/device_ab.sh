@@ -53,6 +53,11 @@ case ${1:-} in
     seconds=${2:?usage: $0 wait SECONDS DIR}
     out=${3:?usage: $0 wait SECONDS DIR}
     end=$((SECONDS + seconds))
+    # an A/B started in the background just before this call may not have made its marker yet
+    for _ in {1..10}; do
+      if compgen -G "/tmp/ab-*.running" >/dev/null; then break; fi
+      sleep 1
+    done
     while compgen -G "/tmp/ab-*.running" >/dev/null && ((SECONDS < end)); do
       sleep 15
       "$0" collect "$out" >/dev/null 2>&1 || true
