@@ -26,6 +26,7 @@ from typing import Literal
 import pyarrow as pa
 
 from linksage.errors import InputError
+from linksage.jsonl_errors import locate_jsonl_error
 
 Kind = Literal["id", "str", "float", "time", "vector", "images"]
 
@@ -184,6 +185,9 @@ class DataFile:
         try:
             self.columns = self._columns()
         except (pa.ArrowInvalid, OSError) as exc:
+            located = locate_jsonl_error(self.path) if fmt == "jsonl" and isinstance(exc, pa.ArrowInvalid) else None
+            if located is not None:
+                raise located from exc  # the row, line and value that pyarrow's message lacks
             raise InputError(f"cannot read {fmt} file: {exc}", file=self.path) from exc
 
     def _columns(self) -> list[str]:
