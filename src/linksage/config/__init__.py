@@ -78,8 +78,9 @@ def config_to_toml(cfg: Config) -> str:
 
 
 def fingerprint(obj: Any) -> str:
-    """A stable hash of a config section (or any JSON-able value)."""
-    blob = json.dumps(to_dict(obj), sort_keys=True, separators=(",", ":"))
+    """A stable hash of a config section (or any JSON-able value); ``added_later`` fields at their default
+    are left out, so that adding one does not make earlier runs stale."""
+    blob = json.dumps(to_dict(obj, fingerprint=True), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -144,15 +144,39 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: {exc}") from exc
 
 
-def to_dict(obj: Any) -> Any:
-    """Dataclass -> plain JSON/TOML-able structure (tuples become lists)."""
+_ADDED_LATER = "linksage_added_later"  # field metadata: at its default, the field is left out of fingerprints
+
+
+def added_later(default: T) -> T:
+    """A config field added after runs were made without it, whose default does what the code did before.
+
+    At that default the field is left out of the stage fingerprints (``to_dict(..., fingerprint=True)``),
+    so a run made before the field existed stays up to date; any other value changes them as usual.
+    (Marking an *older* field would do the opposite: every run made since it came would go stale once.)
+    """
+    return dataclasses.field(default=default, metadata={_ADDED_LATER: True})  # type: ignore[no-any-return]
+
+
+def _left_out(obj: Any, f: dataclasses.Field[Any], fingerprint: bool) -> bool:
+    return fingerprint and bool(f.metadata.get(_ADDED_LATER)) and getattr(obj, f.name) == f.default
+
+
+def to_dict(obj: Any, *, fingerprint: bool = False) -> Any:
+    """Dataclass -> plain JSON/TOML-able structure (tuples become lists).
+
+    ``fingerprint``: leave out the ``added_later`` fields that hold their default (what stage keys hash).
+    """
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return {
+            f.name: to_dict(getattr(obj, f.name), fingerprint=fingerprint)
+            for f in dataclasses.fields(obj)
+            if not _left_out(obj, f, fingerprint)
+        }
     if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
+        return [to_dict(v, fingerprint=fingerprint) for v in obj]
     if isinstance(obj, dict):
-        return {str(k): to_dict(v) for k, v in obj.items()}
+        return {str(k): to_dict(v, fingerprint=fingerprint) for k, v in obj.items()}
     return obj
 
 
-__all__ = ["ConfigError", "build", "merge", "parse_override", "read_toml", "set_path", "to_dict"]
+__all__ = ["ConfigError", "added_later", "build", "merge", "parse_override", "read_toml", "set_path", "to_dict"]

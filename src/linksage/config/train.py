@@ -7,7 +7,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Literal
 
-from linksage.config._load import ConfigError
+from linksage.config._load import ConfigError, added_later
 
 
 @dataclass(frozen=True)
@@ -22,8 +22,9 @@ class TrainConfig:
     dropout: float = 0.0
     # the probability, per training example, that the page's own text vector is zeroed (its token then reads
     # only its projection's bias, and the text skip path adds nothing), so that the model learns to read the
-    # graph for pages whose text says little; validation, the test and inference always see the text
-    content_dropout: float = 0.0
+    # graph for pages whose text says little; validation, the test and inference always see the text.
+    # added_later: runs made before the field existed (at 0.0) stay up to date
+    content_dropout: float = added_later(0.0)
     neighbours: int = 20  # K: the first K walk neighbours (by visits desc); 0 = the content-only baseline
     image_tokens: Literal["each", "mean"] = "each"  # one token per image when the content stage kept them
     degree_buckets: int = 24  # self degree embedded by log2 bucket
