@@ -50,13 +50,17 @@ def matryoshka_contrastive_loss(
     logit_scales: Tensor,
     mask: Tensor | None = None,
     log_q: Tensor | None = None,
+    distill: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """Weighted sum over dims d of the softmax cross-entropy of row i against column i.
 
     pages (B, >= dims[-1]) raw embeddings; candidates (C, >= dims[-1]) targets, C >= B; prefixes of
     both are L2-normalised per dim. logit_scales (n_dims,) = 1 / temperature; mask (B, C) True = drop;
     log_q (C,) log expected count of each candidate in the sample (subtracted: the logQ correction).
-    Returns the total and the per-dim losses (n_dims,).
+    ``distill`` > 0 adds ``distill`` times the KL divergence from the largest dim's softmax over the
+    candidates (held fixed: no gradient) to each smaller prefix's, averaged over rows and summed over
+    the prefixes, so that a prefix learns the full embedding's ranking of all candidates, not only
+    where the positive is. Returns the total and the per-dim cross-entropies (n_dims,).
 
     One pass over the feature axis: each dim's dot products and norms extend the previous dim's, so
     all dims together cost one full-size matmul (a per-dim loop costs sum(dims) / max(dims) of them).
@@ -75,6 +79,7 @@ def matryoshka_contrastive_loss(
     page_sq = pages.new_zeros(B)
     cand_sq = candidates.new_zeros(candidates.shape[0])
     per_dim = []
+    log_probs = []  # (B, C) per dim, kept only for the distillation
     lo = 0
     for k, hi in enumerate(dims):
         p, c = pages[:, lo:hi], candidates[:, lo:hi]  # (B, hi-lo), (C, hi-lo)
@@ -82,11 +87,31 @@ def matryoshka_contrastive_loss(
         page_sq = page_sq + p.square().sum(1)
         cand_sq = cand_sq + c.square().sum(1)
         cos = dots * torch.rsqrt(page_sq.clamp_min(1e-12))[:, None] * torch.rsqrt(cand_sq.clamp_min(1e-12))[None, :]
-        per_dim.append(F.cross_entropy(_logits(cos, logit_scales[k], mask, log_q), labels))
+        logits = _logits(cos, logit_scales[k], mask, log_q)
+        per_dim.append(F.cross_entropy(logits, labels))
+        if distill:
+            # masked candidates get a large finite negative, not -inf: their probability is 0 and 0 * log p
+            # stays 0 (with a finite gradient)
+            kept = _logits(cos, logit_scales[k], None, log_q)
+            log_probs.append(F.log_softmax(kept if mask is None else kept.masked_fill(mask, -1e9), dim=1))
         lo = hi
     losses = torch.stack(per_dim)  # (n_dims,)
     w = torch.tensor(weights, dtype=losses.dtype, device=losses.device)
-    return (w * losses).sum(), losses
+    total = (w * losses).sum()
+    if distill and len(dims) > 1:
+        total = total + distill * _prefix_kl(log_probs)
+    return total, losses
+
+
+def _prefix_kl(log_probs: list[Tensor]) -> Tensor:
+    """Sum over the prefixes of the mean over rows of KL(teacher || prefix), the teacher being the last
+    dim's (B, C) log-probabilities with no gradient."""
+    teacher = log_probs[-1].detach()
+    p_t = teacher.exp()
+    total = teacher.new_zeros(())
+    for student in log_probs[:-1]:
+        total = total + (p_t * (teacher - student)).sum(1).mean()
+    return total
 
 
 def _logits(cos: Tensor, scale: Tensor, mask: Tensor | None, log_q: Tensor | None) -> Tensor:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
-from train_reference import naive_false_negative_mask, naive_matryoshka_loss
+from train_reference import naive_false_negative_mask, naive_matryoshka_loss, naive_prefix_kl
 
 from linksage.config import ConfigError
 from linksage.loss import false_negative_mask, log_sampling_counts, matryoshka_contrastive_loss
@@ -19,6 +21,17 @@ def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, tor
     cand_pins = torch.cat([pos_pins, neg])
     targets = torch.randn(30, 24, generator=g, dtype=torch.float64)
     return pos_pins, pos_pages, cand_pins, targets[cand_pins]
+
+
+def _loss_inputs(seed: int, use_mask: bool, use_log_q: bool) -> tuple[Any, ...]:
+    """pages (6, 16), candidates, dims [4, 8, 16], weights, scales, and the mask and log_q when asked."""
+    pos_pins, pos_pages, cand_pins, cands = _batch()
+    g = torch.Generator().manual_seed(seed)
+    pages = torch.randn(6, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    scales = torch.tensor([10.0, 14.0, 20.0], dtype=torch.float64, requires_grad=True)
+    mask = false_negative_mask(pos_pins, pos_pages, cand_pins) if use_mask else None
+    log_q = torch.rand(len(cand_pins), generator=g, dtype=torch.float64).log() if use_log_q else None
+    return pages, cands, [4, 8, 16], [1.0, 0.5, 2.0], scales, mask, log_q
 
 
 def test_mask_matches_loop_reference() -> None:
@@ -62,13 +75,7 @@ def test_each_row_scores_each_distinct_pin_once() -> None:
 @pytest.mark.parametrize("use_mask", [False, True])
 @pytest.mark.parametrize("use_log_q", [False, True])
 def test_loss_equals_naive_per_dim_loop(use_mask: bool, use_log_q: bool) -> None:
-    pos_pins, pos_pages, cand_pins, cands = _batch()
-    g = torch.Generator().manual_seed(2)
-    pages = torch.randn(6, 16, generator=g, dtype=torch.float64, requires_grad=True)
-    dims, weights = [4, 8, 16], [1.0, 0.5, 2.0]
-    scales = torch.tensor([10.0, 14.0, 20.0], dtype=torch.float64, requires_grad=True)
-    mask = false_negative_mask(pos_pins, pos_pages, cand_pins) if use_mask else None
-    log_q = torch.rand(len(cand_pins), generator=g, dtype=torch.float64).log() if use_log_q else None
+    pages, cands, dims, weights, scales, mask, log_q = _loss_inputs(2, use_mask, use_log_q)
 
     total, per_dim = matryoshka_contrastive_loss(pages, cands, dims, weights, scales, mask, log_q)
     ref_total, ref_per_dim = naive_matryoshka_loss(pages, cands, dims, weights, scales, mask, log_q)
@@ -78,6 +85,48 @@ def test_loss_equals_naive_per_dim_loop(use_mask: bool, use_log_q: bool) -> None
     ref_grads = torch.autograd.grad(ref_total, [pages, scales])
     for a, b in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("use_mask", [False, True])
+@pytest.mark.parametrize("use_log_q", [False, True])
+def test_prefix_distillation_equals_the_naive_kl(use_mask: bool, use_log_q: bool) -> None:
+    pages, cands, dims, weights, scales, mask, log_q = _loss_inputs(4, use_mask, use_log_q)
+
+    total, per_dim = matryoshka_contrastive_loss(pages, cands, dims, weights, scales, mask, log_q, distill=0.7)
+    ref_ce, ref_per_dim = naive_matryoshka_loss(pages, cands, dims, weights, scales, mask, log_q)
+    ref_total = ref_ce + 0.7 * naive_prefix_kl(pages, cands, dims, scales, mask, log_q)
+    torch.testing.assert_close(per_dim, ref_per_dim)  # the per-dim figures stay the cross-entropies
+    torch.testing.assert_close(total, ref_total)
+    assert float(total.detach()) > float(ref_ce.detach()) + 1e-6  # the prefixes here rank unlike the full dim
+    grads = torch.autograd.grad(total, [pages, scales])
+    ref_grads = torch.autograd.grad(ref_total, [pages, scales])
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_prefix_distillation_moves_only_the_prefixes() -> None:
+    _, _, _, cands = _batch()
+    g = torch.Generator().manual_seed(5)
+    pages = torch.randn(6, 16, generator=g, dtype=torch.float64, requires_grad=True)
+    dims, weights = [4, 8, 16], [1.0, 1.0, 1.0]
+    scales = torch.tensor([10.0, 14.0, 20.0], dtype=torch.float64, requires_grad=True)
+    plain, _ = matryoshka_contrastive_loss(pages, cands, dims, weights, scales)
+    distilled, _ = matryoshka_contrastive_loss(pages, cands, dims, weights, scales, distill=1.0)
+    g_pages, g_scales = torch.autograd.grad(distilled - plain, [pages, scales])
+    # the largest dim is the teacher, held fixed: its own coordinates and temperature get nothing
+    assert torch.count_nonzero(g_pages[:, 8:]) == 0 and float(g_scales[2]) == 0.0
+    assert torch.count_nonzero(g_pages[:, :8]) > 0 and float(g_scales[0]) != 0.0
+
+
+def test_prefix_distillation_is_zero_when_the_prefixes_rank_like_the_full_dim() -> None:
+    g = torch.Generator().manual_seed(6)
+    pages, cands = torch.zeros(5, 16, dtype=torch.float64), torch.zeros(9, 16, dtype=torch.float64)
+    pages[:, :4] = torch.randn(5, 4, generator=g, dtype=torch.float64)  # every prefix is the whole vector
+    cands[:, :4] = torch.randn(9, 4, generator=g, dtype=torch.float64)
+    scales = torch.full((3,), 12.0, dtype=torch.float64)
+    plain, _ = matryoshka_contrastive_loss(pages, cands, [4, 8, 16], [1.0, 1.0, 1.0], scales)
+    distilled, _ = matryoshka_contrastive_loss(pages, cands, [4, 8, 16], [1.0, 1.0, 1.0], scales, distill=3.0)
+    torch.testing.assert_close(distilled, plain)
 
 
 def test_single_dim_is_plain_infonce() -> None:

@@ -190,3 +190,32 @@ def loop_shares_a_pin(page_pins: list[list[int]], neighbours: np.ndarray) -> np.
             for p, row in enumerate(neighbours)
         ]
     )
+
+
+def naive_prefix_kl(
+    pages: Tensor,
+    candidates: Tensor,
+    dims: list[int],
+    scales: Tensor,
+    mask: Tensor | None = None,
+    log_q: Tensor | None = None,
+) -> Tensor:
+    """Per row, over its unmasked columns: KL(softmax of the largest dim, held fixed || softmax of each
+    smaller prefix), averaged over rows and summed over the prefixes."""
+
+    def row_log_probs(d: int, k: int, i: int) -> Tensor:
+        p = pages[i, :d] / pages[i, :d].norm()
+        c = candidates[:, :d] / candidates[:, :d].norm(dim=1, keepdim=True)
+        cols = [j for j in range(c.shape[0]) if mask is None or not bool(mask[i, j])]
+        logits = torch.stack([(p * c[j]).sum() * scales[k] - (0 if log_q is None else log_q[j]) for j in cols])
+        return torch.log_softmax(logits, 0)
+
+    total = pages.new_zeros(())
+    last = len(dims) - 1
+    for k, d in enumerate(dims[:-1]):
+        rows = []
+        for i in range(pages.shape[0]):
+            teacher = row_log_probs(dims[-1], last, i).detach()
+            rows.append((teacher.exp() * (teacher - row_log_probs(d, k, i))).sum())
+        total = total + torch.stack(rows).mean()
+    return total

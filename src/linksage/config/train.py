@@ -15,6 +15,9 @@ class TrainConfig:
     # The encoder. The output size is dims[-1]; each prefix in dims is trained (Matryoshka).
     dims: tuple[int, ...] = (16, 32, 64, 128, 256)
     dim_weights: tuple[float, ...] = ()  # one weight per dim; empty = all 1.0
+    # > 0: each smaller prefix also learns the largest dim's softmax over the step's candidates (KL, the
+    # largest dim held fixed), at this weight per prefix; added_later: 0.0 is the training before it came
+    prefix_distillation: float = added_later(0.0)
     d_model: int = 256
     layers: int = 4
     heads: int = 8
@@ -116,6 +119,8 @@ class TrainConfig:
         _positive("log_every", self.log_every)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"train.dropout: must be in [0, 1), got {self.dropout}")
+        if not self.prefix_distillation >= 0.0:  # NaN fails too
+            raise ConfigError(f"train.prefix_distillation: must be >= 0, got {self.prefix_distillation}")
         if not 0.0 <= self.content_dropout < 1.0:
             raise ConfigError(f"train.content_dropout: must be in [0, 1), got {self.content_dropout}")
         if not 0.0 < self.temperature_min <= self.temperature_init <= 1.0:

@@ -257,7 +257,9 @@ class Trainer:
             emb = self.model(inputs)  # (B, dims[-1])
         scales = self.model.logit_scales(self.cfg.temperature_min)
         # the loss in fp32: prefix norms and logits are too coarse in bf16
-        loss, per_dim = matryoshka_contrastive_loss(emb.float(), cand, self.dims, self.weights, scales, mask, log_q)
+        loss, per_dim = matryoshka_contrastive_loss(
+            emb.float(), cand, self.dims, self.weights, scales, mask, log_q, distill=self.cfg.prefix_distillation
+        )
         return loss, per_dim, scales
 
     def _pair_indices(self, step: int) -> Tensor:
