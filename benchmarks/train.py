@@ -101,6 +101,7 @@ def make_trainer(a: argparse.Namespace, data: TrainData, device: torch.device) -
         eval_every=0,
         checkpoint_every=0,
         ema_decay=a.ema_decay,
+        prefix_distillation=a.prefix_distillation,
         device=str(device),
     )
     torch.manual_seed(0)
@@ -155,6 +156,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None)
     p.add_argument("--ema-decay", type=float, default=0.0, help="train.ema_decay (0 = no weight average)")
+    p.add_argument("--prefix-distillation", type=float, default=0.0, help="train.prefix_distillation (0 = off)")
     a = p.parse_args(argv)
     device = torch.device(a.device)
     preset = a.preset or ("gpu" if device.type == "cuda" else "demo")
@@ -211,6 +213,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         "bf16": a.bf16,
         "compile": a.compile,
         "ema_decay": a.ema_decay,
+        "prefix_distillation": a.prefix_distillation,
         "threads": torch.get_num_threads(),
         "repeats": a.repeats,
         "steps_per_repeat": a.steps,
