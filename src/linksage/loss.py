@@ -73,6 +73,7 @@ def matryoshka_contrastive_loss(
         )
     if len(weights) != len(dims) or logit_scales.shape != (len(dims),):
         raise ValueError(f"need one weight and one logit scale per dim {list(dims)}")
+    distill = distill if len(dims) > 1 else 0.0  # one dim: no prefix to distil into
     B = pages.shape[0]
     labels = torch.arange(B, device=pages.device)
     dots = pages.new_zeros(B, candidates.shape[0])  # (B, C) running prefix dot products
@@ -98,7 +99,7 @@ def matryoshka_contrastive_loss(
     losses = torch.stack(per_dim)  # (n_dims,)
     w = torch.tensor(weights, dtype=losses.dtype, device=losses.device)
     total = (w * losses).sum()
-    if distill and len(dims) > 1:
+    if distill:
         total = total + distill * _prefix_kl(log_probs)
     return total, losses
 

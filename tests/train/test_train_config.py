@@ -27,7 +27,8 @@ from linksage.config.train import check_dims
         ("train.temperature_init=0.001", "train.temperature_init: must satisfy 0 < train.temperature_min"),
         ("train.ema_decay=1.0", "train.ema_decay: must be in [0, 1), got 1.0"),
         ("train.content_dropout=1.0", "train.content_dropout: must be in [0, 1), got 1.0"),
-        ("train.prefix_distillation=-0.5", "train.prefix_distillation: must be >= 0, got -0.5"),
+        ("train.prefix_distillation=-0.5", "train.prefix_distillation: must be finite and >= 0, got -0.5"),
+        ("train.prefix_distillation=inf", "train.prefix_distillation: must be finite and >= 0, got inf"),
         ("train.ema_decay=-0.1", "train.ema_decay: must be in [0, 1), got -0.1"),
     ],
 )

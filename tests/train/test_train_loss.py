@@ -9,7 +9,8 @@ import pytest
 import torch
 from train_reference import naive_false_negative_mask, naive_matryoshka_loss, naive_prefix_kl
 
-from linksage.config import ConfigError
+from linksage.config import ConfigError, EvaluateConfig, TrainConfig
+from linksage.evaluate.baselines import trained_variant
 from linksage.loss import false_negative_mask, log_sampling_counts, matryoshka_contrastive_loss
 
 
@@ -164,3 +165,11 @@ def test_dims_are_validated_with_helpful_errors(dims: tuple[int, ...], message: 
 def test_dims_beyond_the_embedding_are_refused() -> None:
     with pytest.raises(ValueError, match="dims up to 64 need that many columns; pages have 32"):
         matryoshka_contrastive_loss(torch.randn(2, 32), torch.randn(2, 64), [16, 64], [1.0, 1.0], torch.ones(2))
+
+
+def test_single_dim_baselines_train_without_distillation_and_content_only_with_it() -> None:
+    # a single-dim model has no prefix to distil into: the same model either way, so one baseline key
+    train = TrainConfig(dims=(16, 32, 64, 128, 256), prefix_distillation=4.0)
+    single = trained_variant("single_dim_64", train, EvaluateConfig(), target_dim=256)
+    assert single.prefix_distillation == 0.0 and single.dims == (64,)
+    assert trained_variant("content_only", train, EvaluateConfig(), target_dim=256).prefix_distillation == 4.0

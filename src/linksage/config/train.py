@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -119,8 +120,8 @@ class TrainConfig:
         _positive("log_every", self.log_every)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"train.dropout: must be in [0, 1), got {self.dropout}")
-        if not self.prefix_distillation >= 0.0:  # NaN fails too
-            raise ConfigError(f"train.prefix_distillation: must be >= 0, got {self.prefix_distillation}")
+        if not 0.0 <= self.prefix_distillation < math.inf:  # NaN fails too
+            raise ConfigError(f"train.prefix_distillation: must be finite and >= 0, got {self.prefix_distillation}")
         if not 0.0 <= self.content_dropout < 1.0:
             raise ConfigError(f"train.content_dropout: must be in [0, 1), got {self.content_dropout}")
         if not 0.0 < self.temperature_min <= self.temperature_init <= 1.0:

@@ -43,7 +43,7 @@ def trained_variant(name: str, train: TrainConfig, cfg: EvaluateConfig, target_d
         changes.update(content_dropout=0.0)
     elif (d := single_dim_of(name)) is not None:
         check_dims((d,), target_dim=target_dim)
-        changes.update(dims=(d,), dim_weights=())
+        changes.update(dims=(d,), dim_weights=(), prefix_distillation=0.0)  # one dim: nothing to distil into
     else:
         raise ConfigError(f"evaluate.baselines: {name!r} is not a trained baseline")
     if cfg.baseline_steps:
