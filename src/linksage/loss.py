@@ -88,13 +88,10 @@ def matryoshka_contrastive_loss(
         page_sq = page_sq + p.square().sum(1)
         cand_sq = cand_sq + c.square().sum(1)
         cos = dots * torch.rsqrt(page_sq.clamp_min(1e-12))[:, None] * torch.rsqrt(cand_sq.clamp_min(1e-12))[None, :]
-        logits = _logits(cos, logit_scales[k], mask, log_q)
-        per_dim.append(F.cross_entropy(logits, labels))
+        log_p = F.log_softmax(_logits(cos, logit_scales[k], mask, log_q), dim=1)  # (B, C)
+        per_dim.append(F.nll_loss(log_p, labels))
         if distill:
-            # masked candidates get a large finite negative, not -inf: their probability is 0 and 0 * log p
-            # stays 0 (with a finite gradient)
-            kept = _logits(cos, logit_scales[k], None, log_q)
-            log_probs.append(F.log_softmax(kept if mask is None else kept.masked_fill(mask, -1e9), dim=1))
+            log_probs.append(log_p)
         lo = hi
     losses = torch.stack(per_dim)  # (n_dims,)
     w = torch.tensor(weights, dtype=losses.dtype, device=losses.device)
@@ -115,12 +112,17 @@ def _prefix_kl(log_probs: list[Tensor]) -> Tensor:
     return total
 
 
+_DROPPED = -1e9
+
+
 def _logits(cos: Tensor, scale: Tensor, mask: Tensor | None, log_q: Tensor | None) -> Tensor:
     logits = cos * scale
     if log_q is not None:
         logits = logits - log_q[None, :]
     if mask is not None:
-        logits = logits.masked_fill(mask, float("-inf"))
+        # a large finite negative, not -inf: a dropped candidate's probability is exactly 0 in fp32, and the
+        # distillation's 0 * log p stays 0 (with a finite gradient)
+        logits = logits.masked_fill(mask, _DROPPED)
     return logits
 
 

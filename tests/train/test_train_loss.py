@@ -106,11 +106,7 @@ def test_prefix_distillation_equals_the_naive_kl(use_mask: bool, use_log_q: bool
 
 
 def test_prefix_distillation_moves_only_the_prefixes() -> None:
-    _, _, _, cands = _batch()
-    g = torch.Generator().manual_seed(5)
-    pages = torch.randn(6, 16, generator=g, dtype=torch.float64, requires_grad=True)
-    dims, weights = [4, 8, 16], [1.0, 1.0, 1.0]
-    scales = torch.tensor([10.0, 14.0, 20.0], dtype=torch.float64, requires_grad=True)
+    pages, cands, dims, weights, scales, _, _ = _loss_inputs(5, False, False)
     plain, _ = matryoshka_contrastive_loss(pages, cands, dims, weights, scales)
     distilled, _ = matryoshka_contrastive_loss(pages, cands, dims, weights, scales, distill=1.0)
     g_pages, g_scales = torch.autograd.grad(distilled - plain, [pages, scales])
