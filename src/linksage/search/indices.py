@@ -12,7 +12,6 @@ triggers a rebuild. Building a new index of a kind removes the older ones of tha
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -21,6 +20,7 @@ import numpy as np
 
 from linksage import log
 from linksage.config import fingerprint
+from linksage.config._load import to_dict
 from linksage.config.store import IndexConfig, StoreConfig
 from linksage.search.ann import AnnIndex, SearchParams, choose_kind
 from linksage.store.lance_store import EmbeddingStore
@@ -36,7 +36,8 @@ def store_path(run_dir: Path | str, cfg: StoreConfig) -> Path:
 
 def build_key(cfg: IndexConfig, n: int) -> str:
     """Hash of the parameters that change what is built (not the search-time ones)."""
-    params = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _SEARCH_ONLY}
+    # to_dict(fingerprint=True), not dataclasses.asdict: a field marked added_later stays out at its default
+    params = {k: v for k, v in to_dict(cfg, fingerprint=True).items() if k not in _SEARCH_ONLY}
     params["kind"] = choose_kind(cfg, n)
     return fingerprint(params)[:8]
 
