@@ -51,6 +51,7 @@ def matryoshka_contrastive_loss(
     mask: Tensor | None = None,
     log_q: Tensor | None = None,
     distill: float = 0.0,
+    reverse: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """Weighted sum over dims d of the softmax cross-entropy of row i against column i.
 
@@ -60,7 +61,10 @@ def matryoshka_contrastive_loss(
     ``distill`` > 0 adds ``distill`` times the KL divergence from the largest dim's softmax over the
     candidates (held fixed: no gradient) to each smaller prefix's, averaged over rows and summed over
     the prefixes, so that a prefix learns the full embedding's ranking of all candidates, not only
-    where the positive is. Returns the total and the per-dim cross-entropies (n_dims,).
+    where the positive is. ``reverse`` > 0 adds, at that weight and with the same dim weights, the other
+    direction: each positive pin (column i < B) against the batch's B pages, a softmax over the rows of
+    the in-batch block (the mask's block applied, no log_q: the pages are not sampled by frequency).
+    Returns the total and the per-dim (page-to-pin) cross-entropies (n_dims,).
 
     One pass over the feature axis: each dim's dot products and norms extend the previous dim's, so
     all dims together cost one full-size matmul (a per-dim loop costs sum(dims) / max(dims) of them).
@@ -81,6 +85,8 @@ def matryoshka_contrastive_loss(
     cand_sq = candidates.new_zeros(candidates.shape[0])
     per_dim = []
     log_probs = []  # (B, C) per dim, kept only for the distillation
+    reverse_per_dim = []  # pin-to-page cross-entropies, only when asked
+    block_mask = None if mask is None else mask[:, :B]
     lo = 0
     for k, hi in enumerate(dims):
         p, c = pages[:, lo:hi], candidates[:, lo:hi]  # (B, hi-lo), (C, hi-lo)
@@ -92,12 +98,17 @@ def matryoshka_contrastive_loss(
         per_dim.append(F.nll_loss(log_p, labels))
         if distill:
             log_probs.append(log_p)
+        if reverse:
+            # column j of the in-batch block scores pin j against every page of the batch
+            reverse_per_dim.append(F.cross_entropy(_logits(cos[:, :B], logit_scales[k], block_mask, None).T, labels))
         lo = hi
     losses = torch.stack(per_dim)  # (n_dims,)
     w = torch.tensor(weights, dtype=losses.dtype, device=losses.device)
     total = (w * losses).sum()
     if distill:
         total = total + distill * _prefix_kl(log_probs)
+    if reverse:
+        total = total + reverse * (w * torch.stack(reverse_per_dim)).sum()
     return total, losses
 
 

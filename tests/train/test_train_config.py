@@ -29,6 +29,7 @@ from linksage.config.train import check_dims
         ("train.content_dropout=1.0", "train.content_dropout: must be in [0, 1), got 1.0"),
         ("train.prefix_distillation=-0.5", "train.prefix_distillation: must be finite and >= 0, got -0.5"),
         ("train.prefix_distillation=inf", "train.prefix_distillation: must be finite and >= 0, got inf"),
+        ("train.reverse_loss=-1", "train.reverse_loss: must be finite and >= 0, got -1"),
         ("train.ema_decay=-0.1", "train.ema_decay: must be in [0, 1), got -0.1"),
     ],
 )

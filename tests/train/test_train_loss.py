@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from train_reference import naive_false_negative_mask, naive_matryoshka_loss, naive_prefix_kl
+from train_reference import naive_false_negative_mask, naive_matryoshka_loss, naive_prefix_kl, naive_reverse_loss
 
 from linksage.config import ConfigError, EvaluateConfig, TrainConfig
 from linksage.evaluate.baselines import trained_variant
@@ -33,6 +33,14 @@ def _loss_inputs(seed: int, use_mask: bool, use_log_q: bool) -> tuple[Any, ...]:
     mask = false_negative_mask(pos_pins, pos_pages, cand_pins) if use_mask else None
     log_q = torch.rand(len(cand_pins), generator=g, dtype=torch.float64).log() if use_log_q else None
     return pages, cands, [4, 8, 16], [1.0, 0.5, 2.0], scales, mask, log_q
+
+
+def _assert_same_values_and_grads(total: torch.Tensor, ref_total: torch.Tensor, wrt: list[torch.Tensor]) -> None:
+    torch.testing.assert_close(total, ref_total)
+    grads = torch.autograd.grad(total, wrt, retain_graph=True)
+    ref_grads = torch.autograd.grad(ref_total, wrt)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b)
 
 
 def test_mask_matches_loop_reference() -> None:
@@ -81,11 +89,7 @@ def test_loss_equals_naive_per_dim_loop(use_mask: bool, use_log_q: bool) -> None
     total, per_dim = matryoshka_contrastive_loss(pages, cands, dims, weights, scales, mask, log_q)
     ref_total, ref_per_dim = naive_matryoshka_loss(pages, cands, dims, weights, scales, mask, log_q)
     torch.testing.assert_close(per_dim, ref_per_dim)
-    torch.testing.assert_close(total, ref_total)
-    grads = torch.autograd.grad(total, [pages, scales])
-    ref_grads = torch.autograd.grad(ref_total, [pages, scales])
-    for a, b in zip(grads, ref_grads, strict=True):
-        torch.testing.assert_close(a, b)
+    _assert_same_values_and_grads(total, ref_total, [pages, scales])
 
 
 @pytest.mark.parametrize("use_mask", [False, True])
@@ -97,12 +101,8 @@ def test_prefix_distillation_equals_the_naive_kl(use_mask: bool, use_log_q: bool
     ref_ce, ref_per_dim = naive_matryoshka_loss(pages, cands, dims, weights, scales, mask, log_q)
     ref_total = ref_ce + 0.7 * naive_prefix_kl(pages, cands, dims, scales, mask, log_q)
     torch.testing.assert_close(per_dim, ref_per_dim)  # the per-dim figures stay the cross-entropies
-    torch.testing.assert_close(total, ref_total)
     assert float(total.detach()) > float(ref_ce.detach()) + 1e-6  # the prefixes here rank unlike the full dim
-    grads = torch.autograd.grad(total, [pages, scales])
-    ref_grads = torch.autograd.grad(ref_total, [pages, scales])
-    for a, b in zip(grads, ref_grads, strict=True):
-        torch.testing.assert_close(a, b)
+    _assert_same_values_and_grads(total, ref_total, [pages, scales])
 
 
 def test_prefix_distillation_moves_only_the_prefixes() -> None:
@@ -124,6 +124,36 @@ def test_prefix_distillation_is_zero_when_the_prefixes_rank_like_the_full_dim() 
     plain, _ = matryoshka_contrastive_loss(pages, cands, [4, 8, 16], [1.0, 1.0, 1.0], scales)
     distilled, _ = matryoshka_contrastive_loss(pages, cands, [4, 8, 16], [1.0, 1.0, 1.0], scales, distill=3.0)
     torch.testing.assert_close(distilled, plain)
+
+
+@pytest.mark.parametrize("use_mask", [False, True])
+@pytest.mark.parametrize("use_log_q", [False, True])
+def test_reverse_loss_equals_the_naive_pin_to_page_loop(use_mask: bool, use_log_q: bool) -> None:
+    pages, cands, dims, weights, scales, mask, log_q = _loss_inputs(7, use_mask, use_log_q)
+
+    total, per_dim = matryoshka_contrastive_loss(
+        pages, cands, dims, weights, scales, mask, log_q, distill=0.3, reverse=0.6
+    )
+    ref_ce, ref_per_dim = naive_matryoshka_loss(pages, cands, dims, weights, scales, mask, log_q)
+    ref_total = (
+        ref_ce
+        + 0.3 * naive_prefix_kl(pages, cands, dims, scales, mask, log_q)
+        + 0.6 * naive_reverse_loss(pages, cands, dims, weights, scales, mask)
+    )
+    torch.testing.assert_close(per_dim, ref_per_dim)  # the per-dim figures stay page-to-pin
+    _assert_same_values_and_grads(total, ref_total, [pages, scales])
+
+
+def test_reverse_loss_ignores_the_random_negatives() -> None:
+    pages, cands, dims, weights, scales, mask, _ = _loss_inputs(8, True, False)
+    base, _ = matryoshka_contrastive_loss(pages, cands, dims, weights, scales, mask)
+    both, _ = matryoshka_contrastive_loss(pages, cands, dims, weights, scales, mask, reverse=1.0)
+    other = cands.clone()
+    other[6:] = -other[6:]  # move only the columns past the batch's positives
+    base2, _ = matryoshka_contrastive_loss(pages, other, dims, weights, scales, mask)
+    both2, _ = matryoshka_contrastive_loss(pages, other, dims, weights, scales, mask, reverse=1.0)
+    assert float((both - base).detach()) > 0.0  # the reverse term adds a positive cross-entropy
+    torch.testing.assert_close(both - base, both2 - base2)  # and reads only the in-batch block
 
 
 def test_single_dim_is_plain_infonce() -> None:

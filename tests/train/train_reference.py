@@ -44,6 +44,31 @@ def naive_matryoshka_loss(
     return sum(w * x for w, x in zip(weights, losses, strict=True)), losses  # type: ignore[return-value]
 
 
+def naive_reverse_loss(
+    pages: Tensor, candidates: Tensor, dims: list[int], weights: list[float], scales: Tensor, mask: Tensor | None = None
+) -> Tensor:
+    """Sum over dims of weight times the mean over positive pins j < B of -log softmax of page j among the
+    batch's pages (rows i with mask[i, j] dropped)."""
+    B = pages.shape[0]
+    total = pages.new_zeros(())
+    for k, d in enumerate(dims):
+        p = pages[:, :d] / pages[:, :d].norm(dim=1, keepdim=True)
+        c = candidates[:, :d] / candidates[:, :d].norm(dim=1, keepdim=True)
+        col_losses = []
+        for j in range(B):
+            terms = []
+            for i in range(B):
+                if mask is not None and bool(mask[i, j]):
+                    continue
+                logit = (p[i] * c[j]).sum() * scales[k]
+                terms.append(logit)
+                if i == j:
+                    positive = logit
+            col_losses.append(torch.logsumexp(torch.stack(terms), 0) - positive)
+        total = total + weights[k] * torch.stack(col_losses).mean()
+    return total
+
+
 def naive_false_negative_mask(
     pos_pins: list[int], pos_pages: list[int], cand_pins: list[int], cand_pages: list[int] | None = None
 ) -> np.ndarray:

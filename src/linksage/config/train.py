@@ -19,6 +19,9 @@ class TrainConfig:
     # > 0: each smaller prefix also learns the largest dim's softmax over the step's candidates (KL, the
     # largest dim held fixed), at this weight per prefix; added_later: 0.0 is the training before it came
     prefix_distillation: float = added_later(0.0)
+    # > 0: the loss also scores each positive pin against the batch's pages (the pin-to-page direction of a
+    # symmetric InfoNCE), at this weight relative to the page-to-pin one; added_later: 0.0 is the loss before it
+    reverse_loss: float = added_later(0.0)
     d_model: int = 256
     layers: int = 4
     heads: int = 8
@@ -122,6 +125,8 @@ class TrainConfig:
             raise ConfigError(f"train.dropout: must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.prefix_distillation < math.inf:  # NaN fails too
             raise ConfigError(f"train.prefix_distillation: must be finite and >= 0, got {self.prefix_distillation}")
+        if not 0.0 <= self.reverse_loss < math.inf:
+            raise ConfigError(f"train.reverse_loss: must be finite and >= 0, got {self.reverse_loss}")
         if not 0.0 <= self.content_dropout < 1.0:
             raise ConfigError(f"train.content_dropout: must be in [0, 1), got {self.content_dropout}")
         if not 0.0 < self.temperature_min <= self.temperature_init <= 1.0:

@@ -258,7 +258,15 @@ class Trainer:
         scales = self.model.logit_scales(self.cfg.temperature_min)
         # the loss in fp32: prefix norms and logits are too coarse in bf16
         loss, per_dim = matryoshka_contrastive_loss(
-            emb.float(), cand, self.dims, self.weights, scales, mask, log_q, distill=self.cfg.prefix_distillation
+            emb.float(),
+            cand,
+            self.dims,
+            self.weights,
+            scales,
+            mask,
+            log_q,
+            distill=self.cfg.prefix_distillation,
+            reverse=self.cfg.reverse_loss,
         )
         return loss, per_dim, scales
 
