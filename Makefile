@@ -37,8 +37,8 @@ demo-reddit: $(STAMP)
 	@echo "serve it:  $(VENV)/bin/linksage serve --run-dir runs/demo-reddit   then open http://127.0.0.1:8000/browse"
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 
 types: $(STAMP)
 	$(VENV)/bin/mypy

@@ -35,6 +35,11 @@ def read_metrics(archive: str) -> dict[str, dict[str, Any]]:
     return out
 
 
+def relative_change(recall: dict[str, float], base: dict[str, float]) -> dict[int, float]:
+    """Per dim of the base that the variant has too, the variant's Recall change against it, in percent."""
+    return {int(d): 100 * (recall[d] / r - 1) for d, r in base.items() if d in recall}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("archive", help="an ab.tgz from `scripts/device_ab.sh collect`")
@@ -61,9 +66,8 @@ def main(argv: list[str] | None = None) -> int:
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name in names:
-        recall = {int(d): r for d, r in metrics[name]["recall@100"].items()}
-        rel = [100 * (recall[d] / base[d] - 1) for d in dims]
-        ax.plot(dims, rel, marker="o", label=labels[name] or name)
+        rel = relative_change(metrics[name]["recall@100"], metrics[args.base]["recall@100"])
+        ax.plot(sorted(rel), [rel[d] for d in sorted(rel)], marker="o", label=labels[name] or name)
     single: dict[int, float] = {}
     for m in metrics.values():
         for b, v in m.get("baselines", {}).items():
