@@ -61,29 +61,22 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    base = {int(d): r for d, r in metrics[args.base]["recall@100"].items()}
-    dims = sorted(base)
+    base = metrics[args.base]["recall@100"]
+    dims = sorted(int(d) for d in base)
 
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for name in names:
-        rel = relative_change(metrics[name]["recall@100"], metrics[args.base]["recall@100"])
+        rel = relative_change(metrics[name]["recall@100"], base)
         ax.plot(sorted(rel), [rel[d] for d in sorted(rel)], marker="o", label=labels[name] or name)
-    single: dict[int, float] = {}
+    single: dict[str, float] = {}  # the single-dim models' Recall@100, by dim
     for m in metrics.values():
         for b, v in m.get("baselines", {}).items():
             if b.startswith("single_dim_"):
-                single.update({int(d): r for d, r in v["recall@100"].items()})
-    for d, r in sorted(single.items()):
-        if d in base:
-            ax.plot(
-                [d],
-                [100 * (r / base[d] - 1)],
-                marker="*",
-                markersize=14,
-                color="black",
-                linestyle="none",
-                label="single-dim model" if d == min(single) else None,
-            )
+                single.update(v["recall@100"])
+    stars = relative_change(single, base)
+    if stars:
+        at = sorted(stars)
+        ax.plot(at, [stars[d] for d in at], "k*", markersize=14, label="single-dim model")
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_xscale("log", base=2)
     ax.set_xticks(dims, [str(d) for d in dims])

@@ -63,7 +63,8 @@ def matryoshka_contrastive_loss(
     the prefixes, so that a prefix learns the full embedding's ranking of all candidates, not only
     where the positive is. ``reverse`` > 0 adds, at that weight and with the same dim weights, the other
     direction: each positive pin (column i < B) against the batch's B pages, a softmax over the rows of
-    the in-batch block (the mask's block applied, no log_q: the pages are not sampled by frequency).
+    the in-batch block of the same logits (masked alike; a column's log_q is constant down the column,
+    so it cancels).
     Returns the total and the per-dim (page-to-pin) cross-entropies (n_dims,).
 
     One pass over the feature axis: each dim's dot products and norms extend the previous dim's, so
@@ -86,7 +87,6 @@ def matryoshka_contrastive_loss(
     per_dim = []
     log_probs = []  # (B, C) per dim, kept only for the distillation
     reverse_per_dim = []  # pin-to-page cross-entropies, only when asked
-    block_mask = None if mask is None else mask[:, :B]
     lo = 0
     for k, hi in enumerate(dims):
         p, c = pages[:, lo:hi], candidates[:, lo:hi]  # (B, hi-lo), (C, hi-lo)
@@ -94,13 +94,14 @@ def matryoshka_contrastive_loss(
         page_sq = page_sq + p.square().sum(1)
         cand_sq = cand_sq + c.square().sum(1)
         cos = dots * torch.rsqrt(page_sq.clamp_min(1e-12))[:, None] * torch.rsqrt(cand_sq.clamp_min(1e-12))[None, :]
-        log_p = F.log_softmax(_logits(cos, logit_scales[k], mask, log_q), dim=1)  # (B, C)
+        logits = _logits(cos, logit_scales[k], mask, log_q)  # (B, C)
+        log_p = F.log_softmax(logits, dim=1)
         per_dim.append(F.nll_loss(log_p, labels))
         if distill:
             log_probs.append(log_p)
         if reverse:
             # column j of the in-batch block scores pin j against every page of the batch
-            reverse_per_dim.append(F.cross_entropy(_logits(cos[:, :B], logit_scales[k], block_mask, None).T, labels))
+            reverse_per_dim.append(F.cross_entropy(logits[:, :B].T, labels))
         lo = hi
     losses = torch.stack(per_dim)  # (n_dims,)
     w = torch.tensor(weights, dtype=losses.dtype, device=losses.device)

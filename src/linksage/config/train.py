@@ -123,10 +123,9 @@ class TrainConfig:
         _positive("log_every", self.log_every)
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"train.dropout: must be in [0, 1), got {self.dropout}")
-        if not 0.0 <= self.prefix_distillation < math.inf:  # NaN fails too
-            raise ConfigError(f"train.prefix_distillation: must be finite and >= 0, got {self.prefix_distillation}")
-        if not 0.0 <= self.reverse_loss < math.inf:
-            raise ConfigError(f"train.reverse_loss: must be finite and >= 0, got {self.reverse_loss}")
+        for key in ("prefix_distillation", "reverse_loss"):  # loss weights
+            if not 0.0 <= getattr(self, key) < math.inf:  # NaN fails too
+                raise ConfigError(f"train.{key}: must be finite and >= 0, got {getattr(self, key)}")
         if not 0.0 <= self.content_dropout < 1.0:
             raise ConfigError(f"train.content_dropout: must be in [0, 1), got {self.content_dropout}")
         if not 0.0 < self.temperature_min <= self.temperature_init <= 1.0:
