@@ -220,6 +220,42 @@ def test_board_negatives_come_from_the_positives_boards() -> None:
     assert len(np.unique(empty.draw(torch.arange(200), 500, gen).numpy())) > 100
 
 
+def _near_in_time_reference(pin_board: np.ndarray, created: np.ndarray, me: int, window: int) -> set[int]:
+    """The pins a windowed draw for ``me`` may return, by a plain loop: its board's pins ordered by
+    (created, pin index), those at most ``window`` places from it, itself left out."""
+    board = sorted((int(created[p]), p) for p in range(len(pin_board)) if pin_board[p] == pin_board[me])
+    mine = board.index((int(created[me]), me))
+    return {p for i, (_, p) in enumerate(board) if i != mine and abs(i - mine) <= window}
+
+
+@pytest.mark.parametrize("window", [1, 3, 1000])
+def test_board_negatives_near_in_time_equal_the_loop_reference(window: int) -> None:
+    rng = np.random.default_rng(window)
+    pin_board = rng.integers(0, 5, 300)
+    pin_board[:10] = -1
+    created = rng.integers(0, 50, 300)  # ties, broken by pin index
+    created[10:15] = np.iinfo(np.int64).min  # unknown times sort first
+    tables = _board_pins(pin_board).in_time_order(created, window)
+    gen = torch.Generator().manual_seed(0)
+    board2 = np.flatnonzero(pin_board == 2)
+    by_time = board2[np.lexsort((board2, created[board2]))]
+    for me in (by_time[0], by_time[1], by_time[len(by_time) // 2], by_time[-1], 12):
+        allowed = _near_in_time_reference(pin_board, created, int(me), window)
+        hits = np.bincount(tables.draw(torch.full((20_000,), int(me)), 300, gen).numpy(), minlength=300)
+        assert set(np.flatnonzero(hits)) == allowed
+        expected = 20_000 / len(allowed)
+        assert np.abs(hits[list(allowed)] - expected).max() < 5 * np.sqrt(expected)
+    if window >= 300:  # a window past the board is the whole board
+        assert _near_in_time_reference(pin_board, created, int(board2[0]), window) == set(board2[1:].tolist())
+    # pins without a board, or alone in one, fall back to all pins
+    drawn = tables.draw(torch.zeros(200, dtype=torch.int64), 300, gen).numpy()
+    assert len(np.unique(drawn)) > 100
+    alone = pin_board.copy()
+    alone[20] = 9
+    lonely = _board_pins(alone).in_time_order(created, window).draw(torch.full((200,), 20), 300, gen).numpy()
+    assert len(np.unique(lonely)) > 100
+
+
 def test_board_negatives_join_the_candidates_deterministically() -> None:
     world = planted_world(n_pages=200, k=6)
     cfg = _cfg(board_negatives=2, random_negatives=16, steps=4, eval_every=0, checkpoint_every=0)

@@ -148,6 +148,14 @@ def test_board_negatives_read_the_graphs_pin_tables(run_dir: Path, tmp_path: Pat
     write_boards(planted_world(n_pages=300, k=8), root)
     result, _ = _run(root, ["train.board_negatives=1"])
     assert result.counts["steps"] == 40 and set(result.metrics["test_recall@100"]) == {"8", "16", "32"}
+    result, _ = _run(root, ["train.board_negatives=1", "train.board_negative_window=3"])
+    assert result.counts["steps"] == 40
+    with pytest.raises(ConfigError, match="board_negative_window: narrows the board negatives"):
+        _run(root, ["train.board_negative_window=3"])
+    pins = pq.read_table(root / "ingest" / "pins.parquet")
+    pq.write_table(pins.drop_columns(["created_at"]), root / "ingest" / "pins.parquet")
+    with pytest.raises(InputError, match=r"pins\.parquet: has no created_at column: train.board_negative_window"):
+        _run(root, ["train.board_negatives=1", "train.board_negative_window=3"])
 
 
 def test_dims_larger_than_the_targets_are_refused(run_dir: Path) -> None:

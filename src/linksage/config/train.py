@@ -51,6 +51,10 @@ class TrainConfig:
     # hard negatives: for each positive, this many pins drawn uniformly from the positive's (first) board,
     # shared by the batch like the random ones; 0 = none
     board_negatives: int = 0
+    # > 0: each board negative is one of the positive's neighbours in time in its board instead (one of
+    # the board_negative_window pins created just before it or just after it): same topic, same period;
+    # added_later: 0 is the draw over the whole board that came before it
+    board_negative_window: int = added_later(0)
     logq_correction: bool = False  # subtract log sampling probability from negatives' logits
     temperature_init: float = 0.07
     temperature_min: float = 0.01  # the learned temperature is clamped to [temperature_min, 1]
@@ -111,6 +115,7 @@ class TrainConfig:
             "board_tokens",
             "random_negatives",
             "board_negatives",
+            "board_negative_window",
             "warmup_steps",
             "eval_every",
             "eval_pool",
@@ -147,6 +152,11 @@ class TrainConfig:
             raise ConfigError(
                 "train.logq_correction: models in-batch and uniform random negatives only; "
                 f"set train.board_negatives = 0 (got {self.board_negatives}) or logq_correction = false"
+            )
+        if self.board_negative_window and not self.board_negatives:
+            raise ConfigError(
+                "train.board_negative_window: narrows the board negatives; set train.board_negatives > 0 "
+                f"(got {self.board_negatives}) or board_negative_window = 0"
             )
         if self.board_means and not self.board_tokens:
             raise ConfigError("train.board_means: reads the board tokens' boards; set train.board_tokens > 0")

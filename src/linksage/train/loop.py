@@ -57,11 +57,34 @@ class BoardPins:
     pin_board: Tensor  # (n_pins,) int64: the pin's first board, -1 = none
     indptr: Tensor  # (n_boards + 1,) int64: board -> pins CSR
     pins: Tensor  # (nnz,) int64
+    # With a window w > 0, each board's row is ordered by the pins' creation time and a draw is uniform
+    # over the w pins on either side of the positive in it (its neighbours in time), not the whole board;
+    # ``slot`` is each pin's position in ``pins`` within its first board's row (any value for no board).
+    window: int = 0
+    slot: Tensor | None = None  # (n_pins,) int64
+
+    def in_time_order(self, created: np.ndarray, window: int) -> BoardPins:
+        """These tables with each board's row sorted by the pins' creation time (``created``, (n_pins,);
+        ties and unknown times, which sort first, by pin index), each pin's slot in its first board's row,
+        and draws ``window`` places either side of the positive."""
+        indptr = self.indptr.cpu().numpy()
+        pins = self.pins.cpu().numpy()
+        row = np.repeat(np.arange(len(indptr) - 1), np.diff(indptr))
+        pins = pins[np.lexsort((pins, created[pins], row))]  # row is the primary key: rows stay in place
+        pin_board = self.pin_board.cpu().numpy()
+        slot = np.zeros(len(pin_board), dtype=np.int64)
+        first = pin_board[pins] == row  # each pin's entry in its first board (a pin sits once in a board)
+        slot[pins[first]] = np.flatnonzero(first)
+        device = self.pins.device
+        return BoardPins(
+            self.pin_board, self.indptr, torch.from_numpy(pins).to(device), window, torch.from_numpy(slot).to(device)
+        )
 
     def draw(self, pins: Tensor, n_pins: int, gen: torch.Generator) -> Tensor:
-        """(n,) one pin per entry of ``pins``: uniform over the *other* pins of that pin's (first) board;
-        uniform over all pins for a pin without a board or alone in it. Both draws are always taken, so
-        the generator advances the same way whatever the tables hold."""
+        """(n,) one pin per entry of ``pins``: uniform over the *other* pins of that pin's (first) board
+        (within ``window`` places of it in time when set); uniform over all pins for a pin without a board
+        or alone in it. Both draws are always taken, so the generator advances the same way whatever the
+        tables hold."""
         u = torch.rand(pins.shape, generator=gen, device=pins.device)
         anywhere = torch.randint(n_pins, pins.shape, generator=gen, device=pins.device)
         if self.indptr.numel() <= 1 or not self.pins.numel():
@@ -69,6 +92,8 @@ class BoardPins:
         board = self.pin_board.index_select(0, pins)
         row = board.clamp(0, self.indptr.numel() - 2)
         lo = self.indptr.index_select(0, row)
+        if self.window:
+            return torch.where(board >= 0, self._draw_near(pins, row, lo, u, anywhere), anywhere)
         others = self.indptr.index_select(0, row + 1) - lo - 1  # the board's pins besides this one
         # one of the first `others` slots; a draw of the pin itself takes the board's last slot instead,
         # which the draw never reaches: uniform over the other pins (each pin sits once in its board)
@@ -78,6 +103,20 @@ class BoardPins:
         last = self.pins.index_select(0, (lo + others).clamp(0, self.pins.numel() - 1))
         drawn = torch.where(drawn == pins, last, drawn)
         return torch.where((board >= 0) & (others > 0), drawn, anywhere)
+
+    def _draw_near(self, pins: Tensor, row: Tensor, lo: Tensor, u: Tensor, anywhere: Tensor) -> Tensor:
+        """Uniform over the slots a..b (the ``window`` places either side of the pin's slot s, inside its
+        row) other than s itself: the r-th of those m slots is a + r, shifted past s. ``anywhere`` where m = 0."""
+        if self.slot is None:
+            raise ValueError("BoardPins.window needs each pin's slot in its board's time-ordered row")
+        s = self.slot.index_select(0, pins)
+        a = torch.maximum(lo, s - self.window)
+        b = torch.minimum(self.indptr.index_select(0, row + 1) - 1, s + self.window)
+        m = b - a  # slots in [a, b] besides s
+        r = (u * m.clamp_min(1)).long().clamp_max(m.clamp_min(1) - 1)
+        idx = a + r
+        idx = (idx + (idx >= s).long()).clamp(0, self.pins.numel() - 1)
+        return torch.where(m > 0, self.pins.index_select(0, idx), anywhere)
 
 
 @dataclass

@@ -138,6 +138,16 @@ def run(ctx: StageContext) -> StageResult:
     )
     if cfg.board_negatives:
         data.board_pins = _board_pins(root / "graph", n_pins, device)
+        if cfg.board_negative_window:
+            pins_file = root / "ingest" / "pins.parquet"
+            created = (
+                pin_created if pin_created is not None else time_column(pins_file, "pin_idx", "created_at", n_pins)
+            )
+            if created is None:
+                raise InputError(
+                    "has no created_at column: train.board_negative_window needs each pin's time", file=pins_file
+                )
+            data.board_pins = data.board_pins.in_time_order(created, cfg.board_negative_window)
         data.pin_page = torch.from_numpy(_pin_pages(pairs, n_pins)).to(device)
     log.event(
         f"[train] {len(by_split[TRAIN]):,} training pairs, {len(val):,} validation pairs, {enc_cfg.n_tokens} tokens, "
