@@ -72,3 +72,67 @@ def test_main_names_missing_variants_and_the_ones_there(
     assert plot_ab.main([str(tgz), str(out), "--base", "base", "--variants", "w256,w8"]) == 1
     err = capsys.readouterr().err
     assert "no metrics.json for w8; it has base, w256" in err and not out.exists()
+
+
+# scripts/seed_table.py: the README's table averaged over runs of one config
+
+
+@pytest.fixture
+def seed_table(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    return importlib.import_module("seed_table")
+
+
+def _model(r100: dict[str, float], r10: float, mrr: float) -> dict[str, object]:
+    return {"recall@100": r100, "recall@10": {"256": r10}, "mrr": {"256": mrr}}
+
+
+def _evaluated(graph: float, content: float, opaque: float, opaque_content: float) -> dict[str, object]:
+    """A metrics.json with the baselines and the opaque slice: graph and content-only at 64 and 256."""
+    baselines = {
+        "content_only": _model({"64": content - 0.05, "256": content}, 0.5, 0.4),
+        "zero_shot": _model({"64": 0.4, "256": 0.5}, 0.45, 0.35),
+        "single_dim_64": {"recall@100": {"64": 0.6}, "recall@10": {}, "mrr": {}},
+        "single_dim_256": _model({"256": 0.7}, 0.55, 0.45),
+    }
+    opaque_block = _model({"64": opaque, "256": opaque}, 0.1, 0.05)
+    opaque_block["baselines"] = {
+        "content_only": _model({"64": opaque_content, "256": opaque_content}, 0.05, 0.03),
+        "zero_shot": _model({"64": 0.01, "256": 0.02}, 0.01, 0.01),
+    }
+    return {
+        **_model({"64": graph - 0.06, "256": graph}, 0.55, 0.45),
+        "baselines": baselines,
+        "slices": {"opaque": opaque_block},
+        "negative_score_mean": 0.01,
+        "negative_score_p95": 0.15,
+        "kurtosis": 2.0,
+    }
+
+
+def test_seed_table_averages_every_cell_and_each_target(
+    seed_table: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = _archive(tmp_path / "a.tgz", {"full": _evaluated(0.66, 0.60, 0.22, 0.11)})
+    b = _archive(tmp_path / "b.tgz", {"full1": _evaluated(0.68, 0.62, 0.24, 0.12)})
+    assert seed_table.main([f"{a}:full", f"{b}:full1"]) == 0
+    out = capsys.readouterr().out
+    assert "| **linksage graph model** | 0.610 | 0.670 | 0.550 | 0.450 |" in out  # (0.60 + 0.62) / 2 at 64
+    assert "| single-dim model trained at 64 only | 0.600 |  |  |  |" in out  # dims it lacks stay empty
+    assert "| *opaque pages:* content-only | 0.115 | 0.115 | 0.050 | 0.030 |" in out
+    assert "largest spread of a cell over the runs (max - min): 0.0200" in out
+    # gains per run: 0.66 / 0.60 = +10%, 0.68 / 0.62 = +9.677%; opaque 0.22 / 0.11 = 0.24 / 0.12 = +100%
+    assert "gain at 256, %: 10.000 / 9.677 (mean 9.839)" in out
+    assert "gain on opaque pages at 256, %: 100.000 / 100.000 (mean 100.000)" in out
+    assert "64-dim prefix against the single-dim 64 model, %: 0.000 / 3.333" in out
+
+
+def test_seed_table_refuses_a_run_without_its_baselines(
+    seed_table: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = _archive(tmp_path / "a.tgz", {"full": _evaluated(0.66, 0.60, 0.22, 0.11), "quick": _metrics(BASE)})
+    assert seed_table.main([f"{a}:quick"]) == 1
+    assert "quick was evaluated without its trained baselines (--baselines)" in capsys.readouterr().err
+    assert seed_table.main([f"{a}:nope"]) == 1
+    assert "no metrics.json for nope; it has full, quick" in capsys.readouterr().err
+    assert seed_table.main(["no-colon"]) == 2
