@@ -2,20 +2,28 @@
 
     python scripts/seed_table.py A.tgz:full B.tgz:full1 B.tgz:full2
 
-Each argument is ARCHIVE:VARIANT, a run evaluated with its trained baselines (`--baselines`). Prints the
-table (Recall@100 per Matryoshka dim, Recall@10 and MRR at the largest dim, for the graph model, each
-baseline and the opaque slice), every cell the mean over the runs, then each target's figure per run
-and its mean, and the largest spread of any cell (max - min over the runs).
+Each argument is ARCHIVE:VARIANT, a run evaluated with its trained baselines (`--baselines`). The runs
+must be of one config: the same [train] section but for `seed` (a field that a run's manifest lacks, one
+added later, counts at its default), the same dims and the same test pages. Prints the table (Recall@100
+per Matryoshka dim, Recall@10 and MRR at the largest dim, for the graph model, each baseline and the
+opaque slice), every cell the mean over the runs, the cell that moves most between the runs, then each
+target's figure per run and its mean.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import statistics
 import sys
+import tarfile
+from pathlib import PurePosixPath
 from typing import Any
 
 from plot_ab import read_metrics
+
+from linksage.config import TrainConfig
 
 ROWS = (  # (label, baseline or "" for the graph model, slice or "")
     ("**linksage graph model**", "", ""),
@@ -36,15 +44,17 @@ def model_metrics(m: dict[str, Any], baseline: str, slice_: str) -> dict[str, An
 
 
 def targets(m: dict[str, Any]) -> dict[str, float]:
-    """Issue 6's figures of one run: relative changes in percent, negative scores, kurtosis."""
+    """Issue 6's figures of one run (its largest dim against content-only and 64 dims): relative changes in
+    percent, negative scores, kurtosis."""
     r = m["recall@100"]
+    top = max(r, key=int)
     content = m["baselines"]["content_only"]["recall@100"]
     opaque = m["slices"]["opaque"]
     return {
-        "gain at 256, %": 100 * (r["256"] / content["256"] - 1),
-        "gain on opaque pages at 256, %": 100
-        * (opaque["recall@100"]["256"] / opaque["baselines"]["content_only"]["recall@100"]["256"] - 1),
-        "64 against 256, %": 100 * (r["64"] / r["256"] - 1),
+        f"gain at {top}, %": 100 * (r[top] / content[top] - 1),
+        f"gain on opaque pages at {top}, %": 100
+        * (opaque["recall@100"][top] / opaque["baselines"]["content_only"]["recall@100"][top] - 1),
+        f"64 against {top}, %": 100 * (r["64"] / r[top] - 1),
         "64-dim prefix against the single-dim 64 model, %": 100
         * (r["64"] / m["baselines"]["single_dim_64"]["recall@100"]["64"] - 1),
         "negative score mean": m["negative_score_mean"],
@@ -53,14 +63,49 @@ def targets(m: dict[str, Any]) -> dict[str, float]:
     }
 
 
-def table(runs: list[dict[str, Any]], dims: list[str]) -> tuple[list[str], float]:
-    """Markdown lines of the mean table and the largest max - min of any cell over the runs."""
+def train_config(archive: str, variant: str) -> dict[str, Any]:
+    """The [train] section a variant's train manifest recorded, with fields it lacks at their defaults."""
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            path = PurePosixPath(member.name)
+            if path.parts[-3:] == (variant, "train", "manifest.json"):
+                f = tar.extractfile(member)
+                if f is not None:
+                    recorded: dict[str, Any] = json.load(f)["config"]["train"]
+                    break
+        else:
+            raise LookupError(f"{archive}: no train/manifest.json for {variant}")
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    defaults = json.loads(json.dumps(defaults))  # tuples as lists, as a manifest holds them
+    return {**defaults, **recorded}
+
+
+def mismatch(runs: list[dict[str, Any]], configs: list[dict[str, Any]], names: list[str]) -> str | None:
+    """Why these runs are not runs of one config at several seeds, or None."""
+    if len(set(names)) != len(names):
+        return f"a run is given twice: {', '.join(names)}"
+    for name, m, cfg in zip(names[1:], runs[1:], configs[1:], strict=True):
+        dims, first = sorted(m["recall@100"], key=int), sorted(runs[0]["recall@100"], key=int)
+        if dims != first:
+            return f"{name} has dims {dims}, {names[0]} {first}"
+        for key in ("num_queries", "pool_size"):
+            if m.get(key) != runs[0].get(key):
+                return f"{name} has {key} {m.get(key)}, {names[0]} {runs[0].get(key)}"
+        differ = sorted(k for k in cfg.keys() | configs[0].keys() if k != "seed" and cfg.get(k) != configs[0].get(k))
+        if differ:
+            shown = ", ".join(f"{k} = {cfg.get(k)!r} against {configs[0].get(k)!r}" for k in differ)
+            return f"{name} is another config than {names[0]} ([train] {shown})"
+    return None
+
+
+def table(runs: list[dict[str, Any]], dims: list[str]) -> tuple[list[str], tuple[float, str]]:
+    """Markdown lines of the mean table, and the largest max - min of a cell over the runs with its name."""
     top = dims[-1]
     lines = [
         "| model | " + " | ".join(dims) + " | R@10 | MRR |",
         "|---|" + "---|" * (len(dims) + 2),
     ]
-    spread = 0.0
+    spread = (0.0, "")
     for label, baseline, slice_ in ROWS:
         cells = []
         for key, dim in [("recall@100", d) for d in dims] + [("recall@10", top), ("mrr", top)]:
@@ -68,7 +113,8 @@ def table(runs: list[dict[str, Any]], dims: list[str]) -> tuple[list[str], float
             if any(v is None for v in values):
                 cells.append("")
                 continue
-            spread = max(spread, max(values) - min(values))
+            if max(values) - min(values) > spread[0]:  # the first such cell, in the table's order
+                spread = (max(values) - min(values), f"{label}, {key} at {dim}")
             cells.append(f"{statistics.mean(values):.3f}")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines, spread
@@ -79,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("runs", nargs="+", help="ARCHIVE:VARIANT, one per run")
     args = p.parse_args(argv)
 
-    runs = []
+    runs, configs = [], []
     for spec in args.runs:
         archive, sep, variant = spec.rpartition(":")
         if not sep or not archive or not variant:
@@ -92,12 +138,21 @@ def main(argv: list[str] | None = None) -> int:
         if "content_only" not in metrics[variant].get("baselines", {}):
             print(f"{archive}: {variant} was evaluated without its trained baselines (--baselines)", file=sys.stderr)
             return 1
+        try:
+            configs.append(train_config(archive, variant))
+        except LookupError as exc:
+            print(exc, file=sys.stderr)
+            return 1
         runs.append(metrics[variant])
+    why = mismatch(runs, configs, args.runs)
+    if why:
+        print(f"not runs of one config: {why}", file=sys.stderr)
+        return 1
     dims = sorted(runs[0]["recall@100"], key=int)
-    lines, spread = table(runs, dims)
-    print(f"mean of {len(runs)} runs: {', '.join(args.runs)}")
+    lines, (spread, cell) = table(runs, dims)
+    print(f"mean of {len(runs)} runs (seeds {', '.join(str(c['seed']) for c in configs)}): {', '.join(args.runs)}")
     print("\n".join(lines))
-    print(f"\nlargest spread of a cell over the runs (max - min): {spread:.4f}\n")
+    print(f"\nlargest spread of a cell over the runs (max - min): {spread:.4f} ({cell})\n")
     per_run = [targets(m) for m in runs]
     for key in per_run[0]:
         values = [t[key] for t in per_run]

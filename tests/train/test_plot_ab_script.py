@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 from types import ModuleType
@@ -24,11 +25,15 @@ def _metrics(recall: dict[str, float], baselines: dict[str, dict[str, float]] | 
     return {"recall@100": recall, "baselines": {k: {"recall@100": v} for k, v in (baselines or {}).items()}}
 
 
-def _archive(path: Path, variants: dict[str, dict[str, object]]) -> Path:
-    """An archive laid out as `device_ab.sh collect` writes it, with a log and a manifest beside the metrics."""
+def _archive(
+    path: Path, variants: dict[str, dict[str, object]], train: dict[str, dict[str, object]] | None = None
+) -> Path:
+    """An archive laid out as `device_ab.sh collect` writes it, with a log and a train manifest (holding the
+    variant's [train] section from ``train``, empty by default) beside the metrics."""
+    manifests = {v: {"config": {"train": (train or {}).get(v, {})}} for v in variants}
     with tarfile.open(path, "w:gz") as tar:
         for name, blob in [("tmp/ab-base.log", b"A/B done\n")] + [
-            (f"tmp/runs/reddit-ab/{v}/{part}", json.dumps(m if part.startswith("evaluate") else {}).encode())
+            (f"tmp/runs/reddit-ab/{v}/{part}", json.dumps(m if part.startswith("evaluate") else manifests[v]).encode())
             for v, m in variants.items()
             for part in ("evaluate/metrics.json", "train/manifest.json")
         ]:
@@ -114,13 +119,15 @@ def test_seed_table_averages_every_cell_and_each_target(
     seed_table: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     a = _archive(tmp_path / "a.tgz", {"full": _evaluated(0.66, 0.60, 0.22, 0.11)})
-    b = _archive(tmp_path / "b.tgz", {"full1": _evaluated(0.68, 0.62, 0.24, 0.12)})
+    b = _archive(tmp_path / "b.tgz", {"full1": _evaluated(0.68, 0.62, 0.24, 0.12)}, {"full1": {"seed": 1}})
     assert seed_table.main([f"{a}:full", f"{b}:full1"]) == 0
     out = capsys.readouterr().out
+    assert out.startswith("mean of 2 runs (seeds 0, 1):")  # a manifest without a field: its default
     assert "| **linksage graph model** | 0.610 | 0.670 | 0.550 | 0.450 |" in out  # (0.60 + 0.62) / 2 at 64
     assert "| single-dim model trained at 64 only | 0.600 |  |  |  |" in out  # dims it lacks stay empty
     assert "| *opaque pages:* content-only | 0.115 | 0.115 | 0.050 | 0.030 |" in out
-    assert "largest spread of a cell over the runs (max - min): 0.0200" in out
+    # every cell of the graph model and content-only moves by 0.02 here; the line names the first one
+    assert re.search(r"largest spread of a cell over the runs \(max - min\): 0\.0200 \(.+, recall@100 at \d+\)", out)
     # gains per run: 0.66 / 0.60 = +10%, 0.68 / 0.62 = +9.677%; opaque 0.22 / 0.11 = 0.24 / 0.12 = +100%
     assert "gain at 256, %: 10.000 / 9.677 (mean 9.839)" in out
     assert "gain on opaque pages at 256, %: 100.000 / 100.000 (mean 100.000)" in out
@@ -136,3 +143,26 @@ def test_seed_table_refuses_a_run_without_its_baselines(
     assert seed_table.main([f"{a}:nope"]) == 1
     assert "no metrics.json for nope; it has full, quick" in capsys.readouterr().err
     assert seed_table.main(["no-colon"]) == 2
+
+
+def test_seed_table_refuses_runs_of_different_configs_or_data(
+    seed_table: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _evaluated(0.66, 0.60, 0.22, 0.11)
+    fewer_dims = {**run, "recall@100": {"256": 0.66}}
+    other_pages = {**run, "num_queries": 7}
+    a = _archive(
+        tmp_path / "a.tgz",
+        {"full": run, "lr": run, "dims": fewer_dims, "pages": other_pages},
+        {"full": {"seed": 0, "lr": 0.002}, "lr": {"seed": 1, "lr": 0.001}, "dims": {"seed": 1}, "pages": {"seed": 1}},
+    )
+    cases = {
+        "lr": "lr is another config than",
+        "dims": "dims ['256']",
+        "pages": "has num_queries 7",
+        "full": "a run is given twice",
+    }
+    for other, why in cases.items():
+        assert seed_table.main([f"{a}:full", f"{a}:{other}"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("not runs of one config:") and why in err, err

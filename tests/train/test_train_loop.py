@@ -245,8 +245,6 @@ def test_board_negatives_near_in_time_equal_the_loop_reference(window: int) -> N
         assert set(np.flatnonzero(hits)) == allowed
         expected = 20_000 / len(allowed)
         assert np.abs(hits[list(allowed)] - expected).max() < 5 * np.sqrt(expected)
-    if window >= 300:  # a window past the board is the whole board
-        assert _near_in_time_reference(pin_board, created, int(board2[0]), window) == set(board2[1:].tolist())
     # pins without a board, or alone in one, fall back to all pins
     drawn = tables.draw(torch.zeros(200, dtype=torch.int64), 300, gen).numpy()
     assert len(np.unique(drawn)) > 100
@@ -254,6 +252,29 @@ def test_board_negatives_near_in_time_equal_the_loop_reference(window: int) -> N
     alone[20] = 9
     lonely = _board_pins(alone).in_time_order(created, window).draw(torch.full((200,), 20), 300, gen).numpy()
     assert len(np.unique(lonely)) > 100
+
+
+def test_board_negatives_near_in_time_read_each_pins_first_board() -> None:
+    """Pins in several boards: a pin's window lies in its first board (``pin_board``), whatever rows it
+    also sits in; a loop over that board's members in time order is the reference."""
+    rng = np.random.default_rng(7)
+    n_pins, n_boards, window = 200, 4, 2
+    member = [rng.choice(n_boards, rng.integers(1, 4), replace=False) for _ in range(n_pins)]
+    created = rng.integers(0, 30, n_pins)
+    pin_board = np.array([m[0] for m in member], dtype=np.int64)  # the first board, not the lowest
+    rows = [np.array([p for p in range(n_pins) if b in member[p]], dtype=np.int64) for b in range(n_boards)]
+    tables = BoardPins(
+        pin_board=torch.from_numpy(pin_board),
+        indptr=torch.from_numpy(np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)),
+        pins=torch.from_numpy(np.concatenate(rows)),
+    ).in_time_order(created, window)
+    gen = torch.Generator().manual_seed(0)
+    for me in rng.choice(np.flatnonzero([len(m) > 1 for m in member]), 12, replace=False):
+        ordered = sorted((int(created[p]), p) for p in range(n_pins) if pin_board[me] in member[p])
+        mine = ordered.index((int(created[me]), int(me)))
+        allowed = {p for i, (_, p) in enumerate(ordered) if i != mine and abs(i - mine) <= window}
+        hits = np.bincount(tables.draw(torch.full((4_000,), int(me)), n_pins, gen).numpy(), minlength=n_pins)
+        assert set(np.flatnonzero(hits).tolist()) == allowed
 
 
 def test_board_negatives_join_the_candidates_deterministically() -> None:

@@ -19,6 +19,7 @@ from linksage.pipeline import StageContext, StageResult
 from linksage.rundir import RunDir
 from linksage.train.infer import PageEmbedder, embed_pages, load_model, pin_vectors
 from linksage.train.logs import read_tensorboard_scalars
+from linksage.train.loop import BoardPins
 from linksage.train.pairs import TEST, TRAIN, UNUSED, VAL
 from linksage.train.stage import run
 from linksage.train.target_space import pca_rotation
@@ -140,7 +141,9 @@ def test_a_learned_rotation_is_saved_as_one_orthogonal_matrix(run_dir: Path) -> 
     assert set(result.metrics["test_recall@100"]) == {"8", "16", "32"}
 
 
-def test_board_negatives_read_the_graphs_pin_tables(run_dir: Path, tmp_path: Path) -> None:
+def test_board_negatives_read_the_graphs_pin_tables(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(InputError, match=r"board__pin\.indptr\.npy: is missing"):
         _run(run_dir, ["train.board_negatives=1"])
     root = tmp_path / "run"
@@ -148,8 +151,16 @@ def test_board_negatives_read_the_graphs_pin_tables(run_dir: Path, tmp_path: Pat
     write_boards(planted_world(n_pages=300, k=8), root)
     result, _ = _run(root, ["train.board_negatives=1"])
     assert result.counts["steps"] == 40 and set(result.metrics["test_recall@100"]) == {"8", "16", "32"}
+    windows: list[int] = []
+    in_time_order = BoardPins.in_time_order
+
+    def recorded(self: BoardPins, created: np.ndarray, window: int) -> BoardPins:
+        windows.append(window)
+        return in_time_order(self, created, window)
+
+    monkeypatch.setattr(BoardPins, "in_time_order", recorded)
     result, _ = _run(root, ["train.board_negatives=1", "train.board_negative_window=3"])
-    assert result.counts["steps"] == 40
+    assert result.counts["steps"] == 40 and windows == [3]  # the stage ordered the boards in time
     with pytest.raises(ConfigError, match="board_negative_window: narrows the board negatives"):
         _run(root, ["train.board_negative_window=3"])
     pins = pq.read_table(root / "ingest" / "pins.parquet")
