@@ -8,7 +8,9 @@ are unchanged, so only train, embed and evaluate run. By default a variant skips
 of the models does not need; ``--baselines`` keeps the config's.
 
 A finished variant (its evaluate manifest is there) is read back, not rerun, so an interrupted A/B
-resumes where it stopped.
+resumes where it stopped. With ``--eval-slots N``, A/Bs that share one ``<run-dir>-ab`` (several started
+at once on one GPU) evaluate at most N at a time, each holding a lock file there while it does: on the
+tenth lease, six evaluating at once ran out of GPU memory.
 
     # on the GPU, after `linksage run walk --config configs/reddit.toml --run-dir runs/reddit`
     python3 benchmarks/train_ab.py --config configs/reddit.toml --run-dir runs/reddit \\
@@ -23,11 +25,14 @@ largest dim, the best validation step); the last line is one JSON object with ev
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import shutil
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +79,35 @@ def link_upstream(src: Path, dst: Path) -> None:
         tmp.rename(target)
 
 
+@contextmanager
+def slot(directory: Path, slots: int, poll_s: float = 0.5) -> Iterator[int]:
+    """Hold one of ``slots`` lock files (``directory/slot.<i>``) while the block runs, waiting for one to be
+    free: at most ``slots`` holders at a time, across processes. ``slots = 0``: no limit (yields -1)."""
+    if slots <= 0:
+        yield -1
+        return
+    directory.mkdir(parents=True, exist_ok=True)
+    waited = False
+    while True:
+        for i in range(slots):
+            fd = os.open(directory / f"slot.{i}", os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            try:
+                yield i
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+                os.close(fd)
+            return
+        if not waited:
+            log.event(f"[ab] all {slots} evaluation slots in {directory} are taken; waiting")
+            waited = True
+        time.sleep(poll_s)
+
+
 def variant_row(name: str, overrides: list[str], run_dir: Path, seconds: float | None) -> dict[str, Any]:
     """The figures of one finished variant, from its evaluate and train manifests."""
     rd = RunDir(run_dir)
@@ -118,6 +152,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     p.add_argument("--variant", action="append", default=[], required=True, help="'name: a.b=1; c.d=2'")
     p.add_argument("--baselines", action="store_true", help="keep the config's trained baselines and indices")
     p.add_argument("--ab-dir", type=Path, default=None, help="where the variants go (default <run-dir>-ab)")
+    p.add_argument(
+        "--eval-slots", type=int, default=0, help="evaluate at most this many variants at once across A/Bs (0: any)"
+    )
     args = p.parse_args(argv)
     log.configure(quiet=False, json_log=False)
     variants = [parse_variant(v) for v in args.variant]
@@ -141,7 +178,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             link_upstream(args.run_dir, run_dir)
             t0 = time.perf_counter()
             log.event(f"[ab] {name}", overrides=" ; ".join(overrides) or "(none)")
-            run_stages(cfg, run_dir, ["evaluate"])
+            run_stages(cfg, run_dir, ["embed"])  # training and embedding: no limit
+            with slot(ab_dir / ".eval-slots", args.eval_slots):
+                run_stages(cfg, run_dir, ["evaluate"])
             seconds = time.perf_counter() - t0
         rows.append(variant_row(name, overrides, run_dir, seconds))
         print(table(rows[-1:]), flush=True)

@@ -10,7 +10,7 @@
 #   bash scripts/device_ab.sh wait SECONDS DIR   until every A/B started here has ended or SECONDS have
 #                                            passed, collects into DIR every 15 s (so that a call cut short
 #                                            still brings back what had finished), then once more and status
-# AB_CONFIG, AB_RUN, AB_DATA and AB_PYTHON override the defaults (e.g. to try it on the CPU with
+# AB_CONFIG, AB_RUN, AB_DATA, AB_PYTHON and AB_EVAL_SLOTS (3) override the defaults (e.g. to try it on the CPU with
 # configs/demo-reddit.toml, AB_DATA="" and AB_PYTHON=.venv/bin/python).
 set -euo pipefail
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
@@ -30,7 +30,8 @@ case ${1:-} in
       date -u +"upstream wait %T"
       flock /tmp/upstream.lock "$PY" -m linksage run walk --config "$CONFIG" --run-dir "$RUN" "${DATA[@]}"
       date -u +"A/B start %T"
-      "$PY" benchmarks/train_ab.py --config "$CONFIG" --run-dir "$RUN" "${DATA[@]}" "$@"
+      # at most 3 evaluations at once: six on one H200 ran out of its memory (docs/results.md, tenth lease)
+      "$PY" benchmarks/train_ab.py --config "$CONFIG" --run-dir "$RUN" "${DATA[@]}" --eval-slots "${AB_EVAL_SLOTS:-3}" "$@"
       date -u +"A/B done %T"
     } >"$log" 2>&1
     ;;

@@ -9,11 +9,13 @@ stage with the same key is skipped.
 from __future__ import annotations
 
 import fcntl
+import gc
 import hashlib
 import importlib
 import json
 import os
 import platform
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -191,7 +193,21 @@ def run_stages(
                 manifests[stage.name] = existing
                 continue
             manifests[stage.name] = run_stage(stage, cfg, rd, key, parts)
+            release_gpu_cache()
     return manifests
+
+
+def release_gpu_cache() -> None:
+    """Hand the CUDA caching allocator's free blocks back to the driver between stages.
+
+    A finished stage's tensors are gone, but torch keeps their memory reserved for the process; the next
+    stage then allocates beside it, and other processes on the same GPU (A/B variants sharing one) find it
+    taken. Stages that never touched CUDA cost nothing here: torch is not imported for them.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        gc.collect()  # tensors held only by reference cycles
+        torch.cuda.empty_cache()
 
 
 def run_stage(

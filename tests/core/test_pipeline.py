@@ -149,3 +149,26 @@ def test_second_process_on_same_run_dir_is_refused(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_each_stage_hands_back_the_gpu_cache_it_leaves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After every stage run (not a skipped one), a process that has CUDA up empties torch's cache."""
+    calls: list[str] = []
+
+    class Cuda:
+        @staticmethod
+        def is_initialized() -> bool:
+            return True
+
+        @staticmethod
+        def empty_cache() -> None:
+            calls.append(toy_stages.CALLS[-1])
+
+    monkeypatch.setitem(sys.modules, "torch", type("FakeTorch", (), {"cuda": Cuda}))
+    pipeline.run_stages(load_config(), tmp_path, ["second"])
+    assert calls == ["first", "second"]
+    pipeline.run_stages(load_config(), tmp_path, ["second"])  # both fresh: nothing ran, nothing to hand back
+    assert calls == ["first", "second"]
+    monkeypatch.setattr(Cuda, "is_initialized", staticmethod(lambda: False))
+    pipeline.run_stages(load_config(), tmp_path, ["second"], force=True)
+    assert calls == ["first", "second"]  # CUDA never started: no call

@@ -76,3 +76,26 @@ def test_ab_links_upstream_trains_each_variant_and_resumes(
     again = bench.main(args)
     assert [r["seconds"] for r in again["variants"]] == [None, None]
     assert [r["recall@100"] for r in again["variants"]] == [r["recall@100"] for r in result["variants"]]
+
+
+def test_evaluation_slots_admit_at_most_n_holders_at_once(bench: ModuleType, tmp_path: Path) -> None:
+    import threading
+
+    held: list[int] = []
+    events: list[str] = []
+
+    def third() -> None:
+        with bench.slot(tmp_path, 2, poll_s=0.01) as i:
+            events.append(f"third got {i}")
+
+    with bench.slot(tmp_path, 2) as a, bench.slot(tmp_path, 2) as b:
+        held += [a, b]
+        waiter = threading.Thread(target=third)
+        waiter.start()
+        waiter.join(timeout=0.3)
+        assert waiter.is_alive() and not events  # both slots taken: the third waits
+        events.append("released")
+    waiter.join(timeout=5)
+    assert sorted(held) == [0, 1] and events[0] == "released" and events[1] in ("third got 0", "third got 1")
+    with bench.slot(tmp_path, 0) as unlimited:  # 0: no limit, no lock file
+        assert unlimited == -1
