@@ -1,0 +1,170 @@
+"""What a page's boards are worth as a *hard filter* of the pool, zero-shot: how much the graph knows that
+one embedding vector cannot say.
+
+    python scripts/board_filter_bound.py RUN_DIR --split-date 2013-04-01 [--queries 0] [--seed 0]
+
+Reads a run directory with ingest/ and content/ (page_text.npy, pin_target.npy). The queries are the pages
+first seen on or after ``--split-date`` (all of them, or a seeded sample of ``--queries``), each with its
+pins as the positives, as the evaluate stage has them. Two zero-shot rankings by the cosine of the page's
+text vector and the pins' target vectors, Recall@K (default 100) of each:
+
+- against **all pins** (the README's zero-shot baseline, at the targets' full size);
+- against only **the pins of the page's own boards** (the boards its positives sit in; on Reddit the
+  subreddits the URL was posted to): what knowing the boards gives when it can cut the pool;
+- and, for scale, the expected Recall@K of the boards' pins in a random order, ``min(1, K / pool)``: the
+  boards alone, no content at all.
+
+A graph model knows the same boards, but it has to say them through one vector scored by a dot product
+with the pins' fixed vectors; the second figure bounds what the boards could add with a pool cut instead.
+Both figures also on the opaque slice (the URL shares no word with its pins' titles). The last line is
+one JSON object with the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+
+from linksage.evaluate.slices import opaque_mask
+
+
+def recall_all(queries: np.ndarray, pins: np.ndarray, positives: list[np.ndarray], k: int) -> np.ndarray:
+    """Per query, the share of its positives among the top ``k`` of all pins by dot product."""
+    q = torch.from_numpy(queries)
+    t = torch.from_numpy(pins)
+    out = np.zeros(len(queries))
+    for start in range(0, len(queries), 1024):
+        top = (q[start : start + 1024] @ t.T).topk(min(k, len(pins)), dim=1).indices.numpy()
+        for j, row in enumerate(top):
+            pos = positives[start + j]
+            out[start + j] = np.isin(pos, row).mean()
+    return out
+
+
+def recall_filtered(
+    queries: np.ndarray, pins: np.ndarray, positives: list[np.ndarray], allowed: list[np.ndarray], k: int
+) -> np.ndarray:
+    """Per query, the share of its positives among the top ``k`` of the ``allowed`` pins by dot product."""
+    out = np.zeros(len(queries))
+    for i, (pool, pos) in enumerate(zip(allowed, positives, strict=True)):
+        scores = pins[pool] @ queries[i]
+        top = pool[np.argsort(-scores, kind="stable")[:k]]
+        out[i] = np.isin(pos, top).mean()
+    return out
+
+
+class Groups:
+    """``values`` grouped by ``keys`` (0 .. n-1): ``groups[k]`` is the int64 array of key k's values, in order."""
+
+    def __init__(self, keys: np.ndarray, values: np.ndarray, n: int | None = None) -> None:
+        n = int(keys.max()) + 1 if n is None else n
+        order = np.argsort(keys, kind="stable")
+        self.values = values[order].astype(np.int64)
+        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(keys, minlength=n))])
+
+    def __getitem__(self, key: int) -> np.ndarray:
+        return self.values[self.indptr[key] : self.indptr[key + 1]]
+
+    def sizes(self) -> np.ndarray:
+        return np.diff(self.indptr)
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--split-date", required=True, help="ISO date: queries are the pages first seen from it on")
+    p.add_argument("--queries", type=int, default=0, help="a seeded sample of this many (0: every test page)")
+    p.add_argument("--k", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+
+    ingest, content = args.run_dir / "ingest", args.run_dir / "content"
+    pages = pq.read_table(ingest / "pages.parquet", columns=["page_idx", "url", "first_seen"])
+    links = pq.read_table(ingest / "links.parquet", columns=["pin_idx", "page_idx"])
+    board_pins = pq.read_table(ingest / "board_pins.parquet", columns=["board_idx", "pin_idx"])
+    pin_table = pq.read_table(ingest / "pins.parquet", columns=["pin_idx", "text"])
+    n_pages = int(pc.max(pages["page_idx"]).as_py()) + 1
+    n_pins = int(pc.max(pin_table["pin_idx"]).as_py()) + 1
+    first_seen = np.full(n_pages, -1, dtype=np.int64)
+    first_seen[pages["page_idx"].to_numpy()] = pages["first_seen"].fill_null(-1).to_numpy()
+    urls = np.empty(n_pages, dtype=object)
+    urls[pages["page_idx"].to_numpy()] = pages["url"].to_pylist()
+    pin_text = np.empty(n_pins, dtype=object)
+    pin_text[pin_table["pin_idx"].to_numpy()] = pin_table["text"].fill_null("").to_pylist()
+    cutoff = int(datetime.fromisoformat(args.split_date).replace(tzinfo=UTC).timestamp())
+
+    page_pins = Groups(links["page_idx"].to_numpy(), links["pin_idx"].to_numpy(), n_pages)
+    pin_boards = Groups(board_pins["pin_idx"].to_numpy(), board_pins["board_idx"].to_numpy(), n_pins)
+    board_members = Groups(board_pins["board_idx"].to_numpy(), board_pins["pin_idx"].to_numpy())
+    test = np.flatnonzero((first_seen >= cutoff) & (page_pins.sizes() > 0))
+    if args.queries and args.queries < len(test):
+        test = np.sort(np.random.default_rng(args.seed).choice(test, args.queries, replace=False))
+    if not len(test):
+        print(
+            f"{ingest / 'pages.parquet'}: no page with a pin is first seen on or after {args.split_date}",
+            file=sys.stderr,
+        )
+        return 1
+    positives = [page_pins[int(p)] for p in test]
+    allowed = []
+    for pos in positives:
+        boards = np.unique(np.concatenate([pin_boards[int(q)] for q in pos]))
+        pool = np.unique(np.concatenate([board_members[int(b)] for b in boards])) if len(boards) else pos
+        allowed.append(pool)
+
+    page_vec = unit(np.load(content / "page_text.npy", mmap_mode="r")[test])
+    pin_vec = unit(np.load(content / "pin_target.npy"))
+    opaque = opaque_mask([str(urls[p]) for p in test], [[str(pin_text[q]) for q in pos] for pos in positives])
+
+    everything = recall_all(page_vec, pin_vec, positives, args.k)
+    filtered = recall_filtered(page_vec, pin_vec, positives, allowed, args.k)
+    sizes = np.array([len(a) for a in allowed])
+    result = {
+        "queries": len(test),
+        "opaque_queries": int(opaque.sum()),
+        f"recall@{args.k}_all_pins": float(everything.mean()),
+        f"recall@{args.k}_own_boards_pins": float(filtered.mean()),
+        f"opaque_recall@{args.k}_all_pins": float(everything[opaque].mean()) if opaque.any() else None,
+        f"opaque_recall@{args.k}_own_boards_pins": float(filtered[opaque].mean()) if opaque.any() else None,
+        # the boards alone, no content: the positives in a random order of the boards' pins
+        f"recall@{args.k}_own_boards_random_order": float(np.minimum(1.0, args.k / sizes).mean()),
+        f"opaque_recall@{args.k}_own_boards_random_order": (
+            float(np.minimum(1.0, args.k / sizes[opaque]).mean()) if opaque.any() else None
+        ),
+        "filtered_pool_median": int(np.median(sizes)),
+        "filtered_pool_p90": int(np.quantile(sizes, 0.9)),
+        "pins": len(pin_vec),
+    }
+    k = args.k
+    some = opaque.any()
+    print(f"{len(test):,} queries ({int(opaque.sum()):,} opaque) against {len(pin_vec):,} pins, zero-shot cosine:")
+    by_chance = np.minimum(1.0, k / sizes)  # a positive's chance to be among k of the pool in a random order
+    for name, per_query in (
+        ("all pins", everything),
+        ("only the pins of the page's own boards", filtered),
+        ("the boards' pins in a random order (no content)", by_chance),
+    ):
+        on_opaque = f"{per_query[opaque].mean():.4f}" if some else "-"
+        print(f"  Recall@{k}, {name}: {per_query.mean():.4f} (opaque pages {on_opaque})")
+    print(
+        f"  the boards' pool: median {int(np.median(sizes)):,} pins, 90th percentile {int(np.quantile(sizes, 0.9)):,}"
+    )
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

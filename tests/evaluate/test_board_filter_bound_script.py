@@ -1,0 +1,107 @@
+"""scripts/board_filter_bound.py: zero-shot Recall@K against all pins and against the page's own boards' pins."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DAY = 86_400
+CUT = 1_364_774_400  # 2013-04-01
+
+
+@pytest.fixture
+def bound(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    return importlib.import_module("board_filter_bound")
+
+
+def _brute_recall(q: np.ndarray, pins: np.ndarray, pos: np.ndarray, pool: np.ndarray, k: int) -> float:
+    ranked = sorted(pool.tolist(), key=lambda p: (-float(pins[p] @ q), p))[:k]
+    return float(np.mean([p in ranked for p in pos]))
+
+
+def test_recalls_equal_a_brute_force_ranking(bound: ModuleType) -> None:
+    rng = np.random.default_rng(0)
+    pins = bound.unit(rng.normal(size=(60, 8)))
+    queries = bound.unit(rng.normal(size=(7, 8)))
+    positives = [rng.choice(60, rng.integers(1, 4), replace=False) for _ in range(7)]
+    pools = [np.unique(np.concatenate([pos, rng.choice(60, 15, replace=False)])) for pos in positives]
+    everything = bound.recall_all(queries, pins, positives, 5)
+    filtered = bound.recall_filtered(queries, pins, positives, pools, 5)
+    for i in range(7):
+        assert everything[i] == pytest.approx(_brute_recall(queries[i], pins, positives[i], np.arange(60), 5))
+        assert filtered[i] == pytest.approx(_brute_recall(queries[i], pins, positives[i], pools[i], 5))
+
+
+def test_groups_keep_each_keys_values_in_order(bound: ModuleType) -> None:
+    groups = bound.Groups(np.array([2, 0, 2, 2]), np.array([5, 6, 7, 8]), n=4)
+    assert [groups[k].tolist() for k in range(4)] == [[6], [], [5, 7, 8], []]
+    assert groups.sizes().tolist() == [1, 0, 3, 0]
+
+
+def _run_dir(root: Path) -> Path:
+    """Four pages, five pins, two boards: page 2 and 3 are first seen after the cut; page 3's URL says nothing."""
+    ingest, content = root / "ingest", root / "content"
+    ingest.mkdir(parents=True)
+    content.mkdir()
+    urls = ["https://a.com/cats", "https://b.com/dogs", "https://c.com/cats-again", "https://d.com/x7"]
+    pq.write_table(
+        pa.table(
+            {
+                "page_idx": pa.array(range(4), pa.int32()),
+                "url": urls,
+                "first_seen": [CUT - 2 * DAY, CUT - DAY, CUT, CUT + DAY],
+            }
+        ),
+        ingest / "pages.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {"pin_idx": pa.array(range(5), pa.int32()), "text": ["cats", "dogs", "more cats", "cat news", "birds"]}
+        ),
+        ingest / "pins.parquet",
+    )
+    pq.write_table(
+        pa.table({"pin_idx": pa.array([0, 1, 2, 3, 4], pa.int32()), "page_idx": pa.array([0, 1, 2, 3, 1], pa.int32())}),
+        ingest / "links.parquet",
+    )
+    pq.write_table(
+        pa.table({"board_idx": pa.array([0, 1, 0, 0, 1], pa.int32()), "pin_idx": pa.array(range(5), pa.int32())}),
+        ingest / "board_pins.parquet",
+    )
+    # 2-d vectors: page 2 points at pin 2, page 3 (opaque) points away from every cat pin
+    np.save(content / "page_text.npy", np.array([[1, 0], [0, 1], [1, 0.1], [-1, 0]], np.float16))
+    np.save(content / "pin_target.npy", np.array([[1, 0], [0, 1], [1, 0.1], [0.9, -0.1], [-1, 0.05]], np.float16))
+    return root
+
+
+def test_main_scores_the_test_pages_against_all_pins_and_their_boards(
+    bound: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _run_dir(tmp_path / "run")
+    assert bound.main([str(run), "--split-date", "2013-04-01", "--k", "1"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["queries"] == 2 and result["opaque_queries"] == 1  # pages 2 and 3; "x7" shares no word
+    # k = 1: page 2 finds pin 2 either way; page 3's top pin overall is the bird pin 4 (another board),
+    # within its board {0, 2, 3} its top pin is 3 itself (the least cat-like of them)
+    assert result["recall@1_all_pins"] == pytest.approx(0.5)
+    assert result["recall@1_own_boards_pins"] == pytest.approx(1.0)
+    assert result["opaque_recall@1_own_boards_pins"] == pytest.approx(1.0)
+    assert result["recall@1_own_boards_random_order"] == pytest.approx(1 / 3)  # pools of 3 pins, k = 1
+    assert result["filtered_pool_median"] == 3
+
+
+def test_main_says_when_no_page_is_after_the_cut(
+    bound: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _run_dir(tmp_path / "run")
+    assert bound.main([str(run), "--split-date", "2014-01-01"]) == 1
+    assert "no page with a pin is first seen on or after 2014-01-01" in capsys.readouterr().err
