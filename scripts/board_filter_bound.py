@@ -5,14 +5,17 @@ one embedding vector cannot say.
 
 Reads a run directory with ingest/ and content/ (page_text.npy, pin_target.npy). The queries are the pages
 first seen on or after ``--split-date`` (all of them, or a seeded sample of ``--queries``), each with its
-pins as the positives, as the evaluate stage has them. Two zero-shot rankings by the cosine of the page's
-text vector and the pins' target vectors, Recall@K (default 100) of each:
+pins as the positives, as the evaluate stage has them. Zero-shot rankings by cosine with the
+pins' target vectors, Recall@K (default 100) of each:
 
-- against **all pins** (the README's zero-shot baseline, at the targets' full size);
-- against only **the pins of the page's own boards** (the boards its positives sit in; on Reddit the
-  subreddits the URL was posted to): what knowing the boards gives when it can cut the pool;
+- the page's text vector against **all pins** (the README's zero-shot baseline, at the targets' full size);
+- one vector for what the page's boards are (the boards its positives sit in; on Reddit the subreddits
+  the URL was posted to): the mean of each board's pins created before the cut, against all pins;
+- the text vector plus that boards' vector, against all pins: both in one vector;
+- the text vector against only **the pins of the page's own boards**: what knowing the boards gives when
+  it can cut the pool;
 - and, for scale, the expected Recall@K of the boards' pins in a random order, ``min(1, K / pool)``: the
-  boards alone, no content at all.
+  boards alone, no content, as a cut.
 
 A graph model knows the same boards, but it has to say them through one vector scored by a dot product
 with the pins' fixed vectors; the second figure bounds what the boards could add with a pool cut instead.
@@ -27,6 +30,7 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.compute as pc
@@ -77,6 +81,26 @@ class Groups:
         return np.diff(self.indptr)
 
 
+def boards_vectors(
+    pin_vec: np.ndarray,
+    board_members: Groups,
+    pin_boards: Groups,
+    created: np.ndarray,
+    cutoff: int,
+    positives: list[np.ndarray],
+) -> np.ndarray:
+    """One unit vector per query for what its boards are: the sum over the boards its positives sit in of
+    each board's mean pin vector, over the board's pins created before ``cutoff`` (no test-period pin)."""
+    board_mean = np.zeros((board_members.sizes().size, pin_vec.shape[1]), np.float32)
+    for b in range(len(board_mean)):
+        members = board_members[b]
+        members = members[created[members] < cutoff]
+        if len(members):
+            board_mean[b] = pin_vec[members].mean(0)
+    boards = [np.unique(np.concatenate([pin_boards[q] for q in pos])) for pos in positives]
+    return unit(np.stack([board_mean[b].sum(0) for b in boards]))
+
+
 def unit(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
@@ -95,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     pages = pq.read_table(ingest / "pages.parquet", columns=["page_idx", "url", "first_seen"])
     links = pq.read_table(ingest / "links.parquet", columns=["pin_idx", "page_idx"])
     board_pins = pq.read_table(ingest / "board_pins.parquet", columns=["board_idx", "pin_idx"])
-    pin_table = pq.read_table(ingest / "pins.parquet", columns=["pin_idx", "text"])
+    pin_table = pq.read_table(ingest / "pins.parquet", columns=["pin_idx", "text", "created_at"])
     n_pages = int(pc.max(pages["page_idx"]).as_py()) + 1
     n_pins = int(pc.max(pin_table["pin_idx"]).as_py()) + 1
     first_seen = np.full(n_pages, -1, dtype=np.int64)
@@ -104,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     urls[pages["page_idx"].to_numpy()] = pages["url"].to_pylist()
     pin_text = np.empty(n_pins, dtype=object)
     pin_text[pin_table["pin_idx"].to_numpy()] = pin_table["text"].fill_null("").to_pylist()
+    pin_created = np.full(n_pins, np.iinfo(np.int64).max, dtype=np.int64)  # unknown: never before the cut
+    pin_created[pin_table["pin_idx"].to_numpy()] = pin_table["created_at"].fill_null(np.iinfo(np.int64).max).to_numpy()
     cutoff = int(datetime.fromisoformat(args.split_date).replace(tzinfo=UTC).timestamp())
 
     page_pins = Groups(links["page_idx"].to_numpy(), links["pin_idx"].to_numpy(), n_pages)
@@ -129,39 +155,37 @@ def main(argv: list[str] | None = None) -> int:
     pin_vec = unit(np.load(content / "pin_target.npy"))
     opaque = opaque_mask([str(urls[p]) for p in test], [[str(pin_text[q]) for q in pos] for pos in positives])
 
-    everything = recall_all(page_vec, pin_vec, positives, args.k)
-    filtered = recall_filtered(page_vec, pin_vec, positives, allowed, args.k)
-    sizes = np.array([len(a) for a in allowed])
-    result = {
-        "queries": len(test),
-        "opaque_queries": int(opaque.sum()),
-        f"recall@{args.k}_all_pins": float(everything.mean()),
-        f"recall@{args.k}_own_boards_pins": float(filtered.mean()),
-        f"opaque_recall@{args.k}_all_pins": float(everything[opaque].mean()) if opaque.any() else None,
-        f"opaque_recall@{args.k}_own_boards_pins": float(filtered[opaque].mean()) if opaque.any() else None,
-        # the boards alone, no content: the positives in a random order of the boards' pins
-        f"recall@{args.k}_own_boards_random_order": float(np.minimum(1.0, args.k / sizes).mean()),
-        f"opaque_recall@{args.k}_own_boards_random_order": (
-            float(np.minimum(1.0, args.k / sizes[opaque]).mean()) if opaque.any() else None
-        ),
-        "filtered_pool_median": int(np.median(sizes)),
-        "filtered_pool_p90": int(np.quantile(sizes, 0.9)),
-        "pins": len(pin_vec),
-    }
+    board_vec = boards_vectors(pin_vec, board_members, pin_boards, pin_created, cutoff, positives)
     k = args.k
-    some = opaque.any()
+    sizes = np.array([len(a) for a in allowed])
+    rankings = {  # name -> (what it is, per-query Recall@k)
+        "all_pins": ("the URL's vector, all pins", recall_all(page_vec, pin_vec, positives, k)),
+        "board_mean": (
+            "the boards' mean pin vector, all pins (no content)",
+            recall_all(board_vec, pin_vec, positives, k),
+        ),
+        "url_plus_board_mean": (
+            "the URL's vector plus the boards' mean, all pins",
+            recall_all(unit(page_vec + board_vec), pin_vec, positives, k),
+        ),
+        "own_boards_pins": (
+            "the URL's vector, only the boards' pins",
+            recall_filtered(page_vec, pin_vec, positives, allowed, k),
+        ),
+        # a positive's chance to be among k of the boards' pins in a random order
+        "own_boards_random_order": ("the boards' pins in a random order (no content)", np.minimum(1.0, k / sizes)),
+    }
+    some = bool(opaque.any())
+    result: dict[str, Any] = {"queries": len(test), "opaque_queries": int(opaque.sum()), "pins": len(pin_vec)}
     print(f"{len(test):,} queries ({int(opaque.sum()):,} opaque) against {len(pin_vec):,} pins, zero-shot cosine:")
-    by_chance = np.minimum(1.0, k / sizes)  # a positive's chance to be among k of the pool in a random order
-    for name, per_query in (
-        ("all pins", everything),
-        ("only the pins of the page's own boards", filtered),
-        ("the boards' pins in a random order (no content)", by_chance),
-    ):
+    for name, (what, per_query) in rankings.items():
+        result[f"recall@{k}_{name}"] = float(per_query.mean())
+        result[f"opaque_recall@{k}_{name}"] = float(per_query[opaque].mean()) if some else None
         on_opaque = f"{per_query[opaque].mean():.4f}" if some else "-"
-        print(f"  Recall@{k}, {name}: {per_query.mean():.4f} (opaque pages {on_opaque})")
-    print(
-        f"  the boards' pool: median {int(np.median(sizes)):,} pins, 90th percentile {int(np.quantile(sizes, 0.9)):,}"
-    )
+        print(f"  Recall@{k}, {what}: {per_query.mean():.4f} (opaque pages {on_opaque})")
+    median, p90 = int(np.median(sizes)), int(np.quantile(sizes, 0.9))
+    result["filtered_pool_median"], result["filtered_pool_p90"] = median, p90
+    print(f"  the boards' pool: median {median:,} pins, 90th percentile {p90:,}")
     print(json.dumps(result))
     return 0
 

@@ -47,6 +47,16 @@ def test_groups_keep_each_keys_values_in_order(bound: ModuleType) -> None:
     assert groups.sizes().tolist() == [1, 0, 3, 0]
 
 
+def test_boards_vectors_read_only_pins_from_before_the_cut(bound: ModuleType) -> None:
+    pins = np.array([[1, 0], [0, 1], [0, -1], [-1, 0]], np.float32)
+    created = np.array([0, 5, 20, 0])  # pin 2 is after the cut at 10
+    members = bound.Groups(np.array([0, 0, 0, 1]), np.array([0, 1, 2, 3]))  # board 0: pins 0, 1, 2; board 1: 3
+    pin_boards = bound.Groups(np.array([0, 1, 2, 3]), np.array([0, 0, 0, 1]))
+    vecs = bound.boards_vectors(pins, members, pin_boards, created, 10, [np.array([2]), np.array([2, 3])])
+    np.testing.assert_allclose(vecs[0], np.array([1, 1]) / np.sqrt(2), rtol=1e-6)  # (pin 0 + pin 1) / 2, not pin 2
+    np.testing.assert_allclose(vecs[1], np.array([-1, 1]) / np.sqrt(2), rtol=1e-6)  # (0.5, 0.5) + (-1, 0)
+
+
 def _run_dir(root: Path) -> Path:
     """Four pages, five pins, two boards: page 2 and 3 are first seen after the cut; page 3's URL says nothing."""
     ingest, content = root / "ingest", root / "content"
@@ -65,7 +75,11 @@ def _run_dir(root: Path) -> Path:
     )
     pq.write_table(
         pa.table(
-            {"pin_idx": pa.array(range(5), pa.int32()), "text": ["cats", "dogs", "more cats", "cat news", "birds"]}
+            {
+                "pin_idx": pa.array(range(5), pa.int32()),
+                "text": ["cats", "dogs", "more cats", "cat news", "birds"],
+                "created_at": [CUT - 2 * DAY, CUT - DAY, CUT, CUT + DAY, CUT - DAY],
+            }
         ),
         ingest / "pins.parquet",
     )
@@ -96,6 +110,8 @@ def test_main_scores_the_test_pages_against_all_pins_and_their_boards(
     assert result["recall@1_own_boards_pins"] == pytest.approx(1.0)
     assert result["opaque_recall@1_own_boards_pins"] == pytest.approx(1.0)
     assert result["recall@1_own_boards_random_order"] == pytest.approx(1 / 3)  # pools of 3 pins, k = 1
+    # board 0's mean over its pins from before the cut is pin 0 alone: both test pages' boards' vector finds it
+    assert result["recall@1_board_mean"] == 0.0
     assert result["filtered_pool_median"] == 3
 
 
