@@ -1,16 +1,18 @@
 """A/B of training variants on one upstream run: one table of their test metrics.
 
-Every variant trains, embeds and evaluates on the *same* ingest, content, graph and walk artifacts: the
+Every variant trains and evaluates on the *same* ingest, content, graph and walk artifacts: the
 upstream run's stage folders are hard-linked (no copy, no recomputation) into ``<run-dir>-ab/<name>/``,
 and the variant's ``--set`` overrides apply on top of ``--config``. The stage keys of the linked stages
-are unchanged, so only train, embed and evaluate run. By default a variant skips the trained baselines
-(``evaluate.baselines = []``) and the ANN indices (``store.build_index = false``), which a comparison
-of the models does not need; ``--baselines`` keeps the config's.
+are unchanged, so only train and evaluate run (evaluate embeds the test pages itself; no store is
+written). By default a variant skips the trained baselines (``evaluate.baselines = []``), which a
+comparison of the models does not need; ``--baselines`` keeps the config's.
 
 A finished variant (its evaluate manifest is there) is read back, not rerun, so an interrupted A/B
 resumes where it stopped. With ``--eval-slots N``, A/Bs that share one ``<run-dir>-ab`` (several started
-at once on one GPU) evaluate at most N at a time, each holding a lock file there while it does: on the
-tenth lease, six evaluating at once ran out of GPU memory.
+at once on one GPU) evaluate at most N at a time, each holding a lock file there while it does (with
+``--baselines`` the trained baselines train inside the evaluation, so under the slot too): on the tenth
+lease, one of six variants sharing a GPU ran out of its memory while evaluating. The limit is per
+``<run-dir>-ab``: A/Bs of other run directories on the same GPU do not share it.
 
     # on the GPU, after `linksage run walk --config configs/reddit.toml --run-dir runs/reddit`
     python3 benchmarks/train_ab.py --config configs/reddit.toml --run-dir runs/reddit \\
@@ -96,6 +98,9 @@ def slot(directory: Path, slots: int, poll_s: float = 0.5) -> Iterator[int]:
             except BlockingIOError:
                 os.close(fd)
                 continue
+            except BaseException:
+                os.close(fd)
+                raise
             try:
                 yield i
             finally:
@@ -178,10 +183,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             link_upstream(args.run_dir, run_dir)
             t0 = time.perf_counter()
             log.event(f"[ab] {name}", overrides=" ; ".join(overrides) or "(none)")
-            run_stages(cfg, run_dir, ["embed"])  # training and embedding: no limit
+            run_stages(cfg, run_dir, ["train"])  # no limit
+            waiting = time.perf_counter()
             with slot(ab_dir / ".eval-slots", args.eval_slots):
+                waited = time.perf_counter() - waiting
+                if waited > 1:
+                    log.event(f"[ab] {name} waited {waited:.0f} s for an evaluation slot", waited_s=round(waited, 1))
                 run_stages(cfg, run_dir, ["evaluate"])
-            seconds = time.perf_counter() - t0
+            seconds = time.perf_counter() - t0 - waited  # the variant's own work, not its wait
         rows.append(variant_row(name, overrides, run_dir, seconds))
         print(table(rows[-1:]), flush=True)
     print(table(rows))

@@ -1,26 +1,26 @@
-"""What a page's boards are worth as a *hard filter* of the pool, zero-shot: how much the graph knows that
-one embedding vector cannot say.
+"""What a page's boards are worth as a cut of the pool, zero-shot, beside what one vector of them retrieves.
 
     python scripts/board_filter_bound.py RUN_DIR --split-date 2013-04-01 [--queries 0] [--seed 0]
 
 Reads a run directory with ingest/ and content/ (page_text.npy, pin_target.npy). The queries are the pages
 first seen on or after ``--split-date`` (all of them, or a seeded sample of ``--queries``), each with its
-pins as the positives, as the evaluate stage has them. Zero-shot rankings by cosine with the
-pins' target vectors, Recall@K (default 100) of each:
+ingest links as the positives (the evaluate stage's positives when the graph's cohesion filter keeps every
+link, as configs/reddit.toml does; ``train.split_end`` is not applied). Zero-shot rankings by cosine with
+the pins' target vectors at their full size, Recall@K (default 100) of each, on all queries and on the
+opaque ones (the URL shares no word with its pins' texts):
 
-- the page's text vector against **all pins** (the README's zero-shot baseline, at the targets' full size);
+- the page's text vector against **all pins** (the README's zero-shot baseline);
 - one vector for what the page's boards are (the boards its positives sit in; on Reddit the subreddits
   the URL was posted to): the mean of each board's pins created before the cut, against all pins;
 - the text vector plus that boards' vector, against all pins: both in one vector;
-- the text vector against only **the pins of the page's own boards**: what knowing the boards gives when
-  it can cut the pool;
-- and, for scale, the expected Recall@K of the boards' pins in a random order, ``min(1, K / pool)``: the
-  boards alone, no content, as a cut.
+- the text vector against only **the pins of the page's own boards** (and its positives): what the boards
+  give an untrained vector when they can cut the pool. The boards come from the page's own positives, as
+  the graph model's board tokens do at test time: an oracle for serving, which knows a page's boards
+  only from the posts it has seen;
+- and, for scale, the expected Recall@K of that pool in a random order, ``min(1, K / pool)``: the boards
+  alone, no content, as a cut.
 
-A graph model knows the same boards, but it has to say them through one vector scored by a dot product
-with the pins' fixed vectors; the second figure bounds what the boards could add with a pool cut instead.
-Both figures also on the opaque slice (the URL shares no word with its pins' titles). The last line is
-one JSON object with the figures.
+The last line is one JSON object with the figures.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from linksage.config.train import parse_date
 from linksage.evaluate.slices import opaque_mask
 
 
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     pin_text[pin_table["pin_idx"].to_numpy()] = pin_table["text"].fill_null("").to_pylist()
     pin_created = np.full(n_pins, np.iinfo(np.int64).max, dtype=np.int64)  # unknown: never before the cut
     pin_created[pin_table["pin_idx"].to_numpy()] = pin_table["created_at"].fill_null(np.iinfo(np.int64).max).to_numpy()
-    cutoff = int(datetime.fromisoformat(args.split_date).replace(tzinfo=UTC).timestamp())
+    cutoff = int(parse_date("split_date", args.split_date).timestamp())
 
     page_pins = Groups(links["page_idx"].to_numpy(), links["pin_idx"].to_numpy(), n_pages)
     pin_boards = Groups(board_pins["pin_idx"].to_numpy(), board_pins["board_idx"].to_numpy(), n_pins)
@@ -148,8 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     allowed = []
     for pos in positives:
         boards = np.unique(np.concatenate([pin_boards[int(q)] for q in pos]))
-        pool = np.unique(np.concatenate([board_members[int(b)] for b in boards])) if len(boards) else pos
-        allowed.append(pool)
+        members = [board_members[int(b)] for b in boards]
+        allowed.append(np.union1d(np.concatenate(members), pos) if members else np.unique(pos))
 
     page_vec = unit(np.load(content / "page_text.npy", mmap_mode="r")[test])
     pin_vec = unit(np.load(content / "pin_target.npy"))

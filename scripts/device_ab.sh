@@ -30,7 +30,8 @@ case ${1:-} in
       date -u +"upstream wait %T"
       flock /tmp/upstream.lock "$PY" -m linksage run walk --config "$CONFIG" --run-dir "$RUN" "${DATA[@]}"
       date -u +"A/B start %T"
-      # at most 3 evaluations at once: six on one H200 ran out of its memory (docs/results.md, tenth lease)
+      # at most 3 evaluations at once (per $RUN-ab): with six variants on one H200, one ran out of its
+      # memory while evaluating (docs/results.md, tenth lease)
       "$PY" benchmarks/train_ab.py --config "$CONFIG" --run-dir "$RUN" "${DATA[@]}" --eval-slots "${AB_EVAL_SLOTS:-3}" "$@"
       date -u +"A/B done %T"
     } >"$log" 2>&1
