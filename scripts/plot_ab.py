@@ -22,17 +22,22 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 
-def read_metrics(archive: str) -> dict[str, dict[str, Any]]:
-    """Variant name -> its evaluate/metrics.json, for every variant in the archive."""
+def read_json(archive: str, stage: str, name: str) -> dict[str, dict[str, Any]]:
+    """Variant name -> its ``<stage>/<name>`` JSON file, for every variant in the archive that has one."""
     out: dict[str, dict[str, Any]] = {}
     with tarfile.open(archive) as tar:
         for member in tar.getmembers():
             path = PurePosixPath(member.name)
-            if path.name == "metrics.json" and path.parent.name == "evaluate":
+            if path.name == name and path.parent.name == stage:
                 f = tar.extractfile(member)
                 if f is not None:
                     out[path.parent.parent.name] = json.load(f)
     return out
+
+
+def read_metrics(archive: str) -> dict[str, dict[str, Any]]:
+    """Variant name -> its evaluate/metrics.json, for every variant in the archive."""
+    return read_json(archive, "evaluate", "metrics.json")
 
 
 def relative_change(recall: dict[str, float], base: dict[str, float]) -> dict[int, float]:

@@ -17,11 +17,9 @@ import dataclasses
 import json
 import statistics
 import sys
-import tarfile
-from pathlib import PurePosixPath
 from typing import Any
 
-from plot_ab import read_metrics
+from plot_ab import read_json, read_metrics
 
 from linksage.config import TrainConfig
 
@@ -65,19 +63,12 @@ def targets(m: dict[str, Any]) -> dict[str, float]:
 
 def train_config(archive: str, variant: str) -> dict[str, Any]:
     """The [train] section a variant's train manifest recorded, with fields it lacks at their defaults."""
-    with tarfile.open(archive) as tar:
-        for member in tar.getmembers():
-            path = PurePosixPath(member.name)
-            if path.parts[-3:] == (variant, "train", "manifest.json"):
-                f = tar.extractfile(member)
-                if f is not None:
-                    recorded: dict[str, Any] = json.load(f)["config"]["train"]
-                    break
-        else:
-            raise LookupError(f"{archive}: no train/manifest.json for {variant}")
+    manifest = read_json(archive, "train", "manifest.json").get(variant)
+    if manifest is None:
+        raise LookupError(f"{archive}: no train/manifest.json for {variant}")
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     defaults = json.loads(json.dumps(defaults))  # tuples as lists, as a manifest holds them
-    return {**defaults, **recorded}
+    return {**defaults, **manifest["config"]["train"]}
 
 
 def mismatch(runs: list[dict[str, Any]], configs: list[dict[str, Any]], names: list[str]) -> str | None:
