@@ -34,22 +34,24 @@ from typing import Any
 import numpy as np
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import torch
 
 from linksage.config.train import parse_date
+from linksage.evaluate.metrics import Positives, per_query_metrics, rank_positives
 from linksage.evaluate.slices import opaque_mask
+from linksage.graph.csr import csr_from_edges
+from linksage.search.ann import normalise
 
 
 def recall_all(queries: np.ndarray, pins: np.ndarray, positives: list[np.ndarray], k: int) -> np.ndarray:
-    """Per query, the share of its positives among the top ``k`` of all pins by dot product."""
-    q = torch.from_numpy(queries)
-    t = torch.from_numpy(pins)
-    out = np.zeros(len(queries))
-    for start in range(0, len(queries), 1024):
-        top = (q[start : start + 1024] @ t.T).topk(min(k, len(pins)), dim=1).indices.numpy()
-        for j, row in enumerate(top):
-            pos = positives[start + j]
-            out[start + j] = np.isin(pos, row).mean()
+    """Per query, the share of its positives among the top ``k`` of all pins: the evaluate stage's exact
+    ranking (``rank_positives``; ties count in a positive's favour) at the vectors' full size. A zero
+    query (boards with no pin before the cut) ties every pin and says nothing: it gets a random order's
+    ``min(1, k / n_pins)``, not the full credit of its ties."""
+    pos = Positives.from_lists([p.tolist() for p in positives])
+    dim = pins.shape[1]
+    ranks = rank_positives(queries, pins, pos, [dim], max_k=k)
+    out = per_query_metrics(ranks[dim], pos, [k])[f"recall@{k}"]
+    out[~queries.any(axis=1)] = min(1.0, k / len(pins))
     return out
 
 
@@ -66,13 +68,12 @@ def recall_filtered(
 
 
 class Groups:
-    """``values`` grouped by ``keys`` (0 .. n-1): ``groups[k]`` is the int64 array of key k's values, in order."""
+    """``values`` grouped by ``keys`` (0 .. n-1) as the graph stage's CSR: ``groups[k]`` is key k's values,
+    ascending, as int64."""
 
     def __init__(self, keys: np.ndarray, values: np.ndarray, n: int | None = None) -> None:
-        n = int(keys.max()) + 1 if n is None else n
-        order = np.argsort(keys, kind="stable")
-        self.values = values[order].astype(np.int64)
-        self.indptr = np.concatenate([[0], np.cumsum(np.bincount(keys, minlength=n))])
+        self.indptr, indices = csr_from_edges(keys, values, int(keys.max()) + 1 if n is None else n)
+        self.values = indices.astype(np.int64)
 
     def __getitem__(self, key: int) -> np.ndarray:
         return self.values[self.indptr[key] : self.indptr[key + 1]]
@@ -98,12 +99,7 @@ def boards_vectors(
         if len(members):
             board_mean[b] = pin_vec[members].mean(0)
     boards = [np.unique(np.concatenate([pin_boards[q] for q in pos])) for pos in positives]
-    return unit(np.stack([board_mean[b].sum(0) for b in boards]))
-
-
-def unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, dtype=np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    return normalise(np.stack([board_mean[b].sum(0) for b in boards]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,8 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         members = [board_members[int(b)] for b in boards]
         allowed.append(np.union1d(np.concatenate(members), pos) if members else np.unique(pos))
 
-    page_vec = unit(np.load(content / "page_text.npy", mmap_mode="r")[test])
-    pin_vec = unit(np.load(content / "pin_target.npy"))
+    page_vec = normalise(np.load(content / "page_text.npy", mmap_mode="r")[test])
+    pin_vec = normalise(np.load(content / "pin_target.npy"))
     opaque = opaque_mask([str(urls[p]) for p in test], [[str(pin_text[q]) for q in pos] for pos in positives])
 
     board_vec = boards_vectors(pin_vec, board_members, pin_boards, pin_created, cutoff, positives)
@@ -166,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "url_plus_board_mean": (
             "the URL's vector plus the boards' mean, all pins",
-            recall_all(unit(page_vec + board_vec), pin_vec, positives, k),
+            recall_all(normalise(page_vec + board_vec), pin_vec, positives, k),
         ),
         "own_boards_pins": (
             "the URL's vector, only the boards' pins",

@@ -30,11 +30,13 @@ def _brute_recall(q: np.ndarray, pins: np.ndarray, pos: np.ndarray, pool: np.nda
 
 def test_recalls_equal_a_brute_force_ranking(bound: ModuleType) -> None:
     rng = np.random.default_rng(0)
-    pins = bound.unit(rng.normal(size=(60, 8)))
-    queries = bound.unit(rng.normal(size=(7, 8)))
+    pins = bound.normalise(rng.normal(size=(60, 8)))
+    queries = bound.normalise(rng.normal(size=(7, 8)))
     positives = [rng.choice(60, rng.integers(1, 4), replace=False) for _ in range(7)]
     pools = [np.unique(np.concatenate([pos, rng.choice(60, 15, replace=False)])) for pos in positives]
     everything = bound.recall_all(queries, pins, positives, 5)
+    zero = bound.recall_all(np.zeros((1, 8), np.float32), pins, positives[:1], 5)
+    assert zero.tolist() == [5 / 60]  # ties everywhere: a random order's chance, not full credit
     filtered = bound.recall_filtered(queries, pins, positives, pools, 5)
     for i in range(7):
         assert everything[i] == pytest.approx(_brute_recall(queries[i], pins, positives[i], np.arange(60), 5))
