@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from torch import Tensor
-from train_world import encoder_for, planted_world, train_data
+from train_world import encoder_for, planted_world, tiny_config, train_data
 
 from linksage.config import ConfigError
 from linksage.config.train import TrainConfig
@@ -32,14 +32,6 @@ def one_thread() -> Iterator[None]:
 
 def _cfg(**kw: object) -> TrainConfig:
     base: dict[str, object] = dict(
-        dims=(8, 16, 32),
-        d_model=32,
-        layers=2,
-        heads=4,
-        mlp_ratio=2,
-        neighbours=6,
-        batch_size=64,
-        random_negatives=64,
         steps=30,
         lr=3e-3,
         warmup_steps=5,
@@ -49,12 +41,10 @@ def _cfg(**kw: object) -> TrainConfig:
         patience=0,
         checkpoint_every=10,
         log_every=4,
-        val_fraction=0.2,
-        test_fraction=0.1,
         dropout=0.1,  # exercises the saved global RNG
     )
     base.update(kw)
-    return TrainConfig(**base)  # type: ignore[arg-type]
+    return tiny_config(**base)
 
 
 class Crash(Exception):

@@ -6,6 +6,7 @@ import csv
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -17,6 +18,8 @@ from linksage.config import ConfigError, load_config
 from linksage.errors import InputError, LinksageError
 from linksage.pipeline import StageContext, StageResult
 from linksage.rundir import RunDir
+from linksage.train import stage as train_stage
+from linksage.train.content_negatives import ContentNegatives, build_content_negatives
 from linksage.train.infer import PageEmbedder, embed_pages, load_model, pin_vectors
 from linksage.train.logs import read_tensorboard_scalars
 from linksage.train.loop import BoardPins
@@ -167,6 +170,32 @@ def test_board_negatives_read_the_graphs_pin_tables(
     pq.write_table(pins.drop_columns(["created_at"]), root / "ingest" / "pins.parquet")
     with pytest.raises(InputError, match=r"pins\.parquet: has no created_at column: train.board_negative_window"):
         _run(root, ["train.board_negatives=1", "train.board_negative_window=3"])
+
+
+def test_content_negatives_are_mined_before_the_split_date(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[ContentNegatives] = []
+
+    def recorded(*args: Any, **kwargs: Any) -> ContentNegatives:
+        seen.append(build_content_negatives(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(train_stage, "build_content_negatives", recorded)
+    time_split = ['train.split="time"', 'train.split_date="2013-04-15"']
+    result, out = _run(run_dir, [*time_split, "train.content_negatives=2", "train.content_negative_pool=8"])
+    assert result.counts["steps"] == 40 and "content_negatives_s" in result.timings
+    created = pq.read_table(run_dir / "ingest" / "pins.parquet").column("created_at").cast("int64").to_numpy()
+    lists = seen[0].pins.numpy()
+    assert (lists >= 0).all() and (created[lists] < 1_365_984_000).all()  # pins of before 2013-04-15 only
+    train_pages = np.flatnonzero(seen[0].page_row.numpy() >= 0)
+    assert (np.load(out / "split.npy")[train_pages] == TRAIN).all()
+    root = tmp_path / "run"
+    shutil.copytree(run_dir, root)
+    target = np.load(root / "content" / "pin_target.npy")
+    np.save(root / "content" / "pin_target.npy", target[:, :16])  # pins from another encoder than the pages
+    with pytest.raises(ConfigError, match="content_negatives: ranks pins by the page's own text vector, but"):
+        _run(root, ["train.dims=[8, 16]", "train.content_negatives=1"])
 
 
 def test_dims_larger_than_the_targets_are_refused(run_dir: Path) -> None:

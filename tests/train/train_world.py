@@ -28,6 +28,24 @@ DAY = 86_400
 T0 = 1_356_998_400  # 2013-01-01 UTC
 
 
+def tiny_config(**kw: object) -> TrainConfig:
+    """A train config small enough for the planted world on one CPU thread; ``kw`` overrides any field."""
+    base: dict[str, object] = dict(
+        dims=(8, 16, 32),
+        d_model=32,
+        layers=2,
+        heads=4,
+        mlp_ratio=2,
+        neighbours=6,
+        batch_size=64,
+        random_negatives=64,
+        val_fraction=0.2,
+        test_fraction=0.1,
+    )
+    base.update(kw)
+    return TrainConfig(**base)  # type: ignore[arg-type]
+
+
 @dataclass
 class World:
     page_text: np.ndarray  # (n_pages, Dt) float16, unit rows

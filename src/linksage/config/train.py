@@ -55,6 +55,12 @@ class TrainConfig:
     # the board_negative_window pins created just before it or just after it): same topic, same period;
     # added_later: 0 is the draw over the whole board that came before it
     board_negative_window: int = added_later(0)
+    # hard negatives mined by content: for each positive, this many pins drawn uniformly from the
+    # content_negative_pool pins nearest its page's own text vector by cosine (the zero-shot ranking; the
+    # page's own pins left out; for a time split only pins created before split_date), shared by the batch.
+    # Needs page text and pin targets from one encoder. added_later: 0 is the training before it came
+    content_negatives: int = added_later(0)
+    content_negative_pool: int = added_later(100)
     logq_correction: bool = False  # subtract log sampling probability from negatives' logits
     temperature_init: float = 0.07
     temperature_min: float = 0.01  # the learned temperature is clamped to [temperature_min, 1]
@@ -116,6 +122,7 @@ class TrainConfig:
             "random_negatives",
             "board_negatives",
             "board_negative_window",
+            "content_negatives",
             "warmup_steps",
             "eval_every",
             "eval_pool",
@@ -152,6 +159,16 @@ class TrainConfig:
             raise ConfigError(
                 "train.logq_correction: models in-batch and uniform random negatives only; "
                 f"set train.board_negatives = 0 (got {self.board_negatives}) or logq_correction = false"
+            )
+        if self.logq_correction and self.content_negatives:
+            raise ConfigError(
+                "train.logq_correction: models in-batch and uniform random negatives only; "
+                f"set train.content_negatives = 0 (got {self.content_negatives}) or logq_correction = false"
+            )
+        if self.content_negatives and self.content_negative_pool < 1:
+            raise ConfigError(
+                "train.content_negative_pool: must be >= 1 with train.content_negatives, "
+                f"got {self.content_negative_pool}"
             )
         if self.board_negative_window and not self.board_negatives:
             raise ConfigError(

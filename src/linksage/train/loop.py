@@ -26,6 +26,7 @@ from linksage.config.train import TrainConfig
 from linksage.loss import false_negative_mask, log_sampling_counts, matryoshka_contrastive_loss
 from linksage.model import LinkSageEncoder, PageInputs
 from linksage.train.checkpoint import load_checkpoint, save_checkpoint
+from linksage.train.content_negatives import ContentNegatives
 from linksage.train.ema import WeightAverage
 from linksage.train.features import PageFeatures
 from linksage.train.logs import StepLog
@@ -136,6 +137,7 @@ class TrainData:
     # them with probability degree / n_pins, a same-board pin far more often). A pin linking to several
     # pages is checked against its lowest one only.
     pin_page: Tensor | None = None
+    content_negatives: ContentNegatives | None = None  # for train.content_negatives
 
     @property
     def n_pins(self) -> int:
@@ -235,11 +237,12 @@ class Trainer:
 
     def batch(self, step: int) -> tuple[Tensor, Tensor, Tensor]:
         """Pages (B,), their positive pins (B,) and all candidate pins of step ``step`` (0-based): the B
-        positives, R random pins, then k * B board negatives (k = train.board_negatives)."""
+        positives, R random pins, then k * B board negatives (k = train.board_negatives), then c * B
+        content negatives (c = train.content_negatives)."""
         idx = self._pair_indices(step)
         pages, pins = self.data.pair_page[idx], self.data.pair_pin[idx]
         cfg, gen, parts = self.cfg, self._step_gen, [pins]
-        if cfg.random_negatives or cfg.board_negatives:
+        if cfg.random_negatives or cfg.board_negatives or cfg.content_negatives:
             gen.manual_seed(_mix(cfg.seed, step))
         if cfg.random_negatives:
             parts.append(torch.randint(self.data.n_pins, (cfg.random_negatives,), device=self.device, generator=gen))
@@ -247,6 +250,11 @@ class Trainer:
             if self.data.board_pins is None:
                 raise ValueError("train.board_negatives needs the pins' boards (TrainData.board_pins)")
             parts.append(self.data.board_pins.draw(pins.repeat(cfg.board_negatives), self.data.n_pins, gen))
+        if cfg.content_negatives:
+            if self.data.content_negatives is None:
+                raise ValueError("train.content_negatives needs the pages' nearest pins (TrainData.content_negatives)")
+            drawn = self.data.content_negatives.draw(pages.repeat(cfg.content_negatives), self.data.n_pins, gen)
+            parts.append(drawn)
         return pages, pins, torch.cat(parts) if len(parts) > 1 else pins
 
     def train_step(self, step: int) -> Tensor:

@@ -24,6 +24,7 @@ from linksage.graph.csr import csr_first
 from linksage.model import EncoderConfig, LinkSageEncoder
 from linksage.pipeline import StageContext, StageResult
 from linksage.rundir import atomic_path
+from linksage.train.content_negatives import ContentNegatives, build_content_negatives
 from linksage.train.features import load_page_features
 from linksage.train.infer import MODEL_FILE, LinkSageModel
 from linksage.train.loop import EVAL_K, BoardPins, FitResult, TrainData, Trainer, make_eval_set
@@ -149,6 +150,11 @@ def run(ctx: StageContext) -> StageResult:
                 )
             data.board_pins = data.board_pins.in_time_order(created, cfg.board_negative_window)
         data.pin_page = torch.from_numpy(_pin_pages(pairs, n_pins)).to(device)
+    if cfg.content_negatives:
+        t = time.perf_counter()
+        data.content_negatives = _content_negatives(root, cfg, by_split[TRAIN], pairs, pin_created, cutoff, device)
+        data.pin_page = torch.from_numpy(_pin_pages(pairs, n_pins)).to(device)
+        timings["content_negatives_s"] = time.perf_counter() - t
     log.event(
         f"[train] {len(by_split[TRAIN]):,} training pairs, {len(val):,} validation pairs, {enc_cfg.n_tokens} tokens, "
         f"device {device}{' bf16' if bf16 else ''}",
@@ -237,6 +243,35 @@ def _board_pins(graph: Path, n_pins: int, device: torch.device) -> BoardPins:
         pin_board=torch.from_numpy(pin_board).to(device),
         indptr=torch.from_numpy(board_indptr).to(device),
         pins=torch.from_numpy(board_pins).to(device),
+    )
+
+
+def _content_negatives(
+    root: Path,
+    cfg: TrainConfig,
+    train: Pairs,
+    pairs: Pairs,
+    pin_created: np.ndarray | None,
+    cutoff: int | None,
+    device: torch.device,
+) -> ContentNegatives:
+    """Each training page's ``content_negative_pool`` nearest pins by its own text vector (its own pins and,
+    for a time split, pins created on or after the split date left out)."""
+    from linksage.evaluate.baselines import zero_shot_reason  # the same one-space check as the zero-shot line
+
+    reason = zero_shot_reason(root)
+    if reason is not None:
+        raise ConfigError(f"train.content_negatives: ranks pins by the page's own text vector, but {reason}")
+    allowed = pin_created < cutoff if cutoff is not None and pin_created is not None else None
+    return build_content_negatives(
+        np.load(root / "content" / "page_text.npy", mmap_mode="r"),
+        np.load(root / "content" / "pin_target.npy", mmap_mode="r"),
+        np.unique(train.page),
+        pairs.page,
+        pairs.pin,
+        cfg.content_negative_pool,
+        device,
+        allowed_pins=allowed,
     )
 
 
