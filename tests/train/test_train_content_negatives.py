@@ -29,8 +29,8 @@ def _reference(queries: np.ndarray, pins: np.ndarray, k: int, excluded: list[set
     return out
 
 
-@pytest.mark.parametrize("block", [None, 7, 40])  # one chunk; one query per chunk; several per chunk
-def test_nearest_pins_equal_the_loop_reference(block: int | None) -> None:
+@pytest.mark.parametrize("query_chunk", [1024, 1, 5])  # one chunk; one query per chunk; several per chunk
+def test_nearest_pins_equal_the_loop_reference(query_chunk: int) -> None:
     rng = np.random.default_rng(0)
     queries = rng.normal(size=(23, 8)).astype(np.float32)
     queries[5] = 0.0  # a page without text
@@ -39,7 +39,7 @@ def test_nearest_pins_equal_the_loop_reference(block: int | None) -> None:
     excluded[9] = set(range(3, 19))  # only 3 pins left for a pool of 5
     indptr = np.concatenate([[0], np.cumsum([len(e) for e in excluded])]).astype(np.int64)
     indices = np.array([j for e in excluded for j in sorted(e)], dtype=np.int64)
-    got = nearest_pins(torch.from_numpy(queries), torch.from_numpy(pins), 5, indptr, indices, block=block).numpy()
+    got = nearest_pins(queries, pins, 5, indptr, indices, query_chunk=query_chunk)
     for i, want in enumerate(_reference(queries, pins, 5, excluded)):
         assert got[i, : len(want)].tolist() == want, i
         assert (got[i, len(want) :] == NO_PIN).all(), i

@@ -155,16 +155,12 @@ class TrainConfig:
             )
         if not 0.0 < self.val_fraction < 1.0:
             raise ConfigError(f"train.val_fraction: must be in (0, 1), got {self.val_fraction}")
-        if self.logq_correction and self.board_negatives:
-            raise ConfigError(
-                "train.logq_correction: models in-batch and uniform random negatives only; "
-                f"set train.board_negatives = 0 (got {self.board_negatives}) or logq_correction = false"
-            )
-        if self.logq_correction and self.content_negatives:
-            raise ConfigError(
-                "train.logq_correction: models in-batch and uniform random negatives only; "
-                f"set train.content_negatives = 0 (got {self.content_negatives}) or logq_correction = false"
-            )
+        for hard in ("board_negatives", "content_negatives"):
+            if self.logq_correction and getattr(self, hard):
+                raise ConfigError(
+                    "train.logq_correction: models in-batch and uniform random negatives only; "
+                    f"set train.{hard} = 0 (got {getattr(self, hard)}) or logq_correction = false"
+                )
         if self.content_negatives and self.content_negative_pool < 1:
             raise ConfigError(
                 "train.content_negative_pool: must be >= 1 with train.content_negatives, "

@@ -263,7 +263,7 @@ def mean_metrics(per_query: dict[str, np.ndarray], mask: np.ndarray | None = Non
 
 def top_k(
     queries: np.ndarray,
-    pool: np.ndarray,
+    pool: np.ndarray | torch.Tensor,  # a tensor already on ``device`` is read in place
     dim: int,
     k: int,
     *,

@@ -20,11 +20,10 @@ import torch
 from torch import Tensor
 
 from linksage import log
+from linksage.evaluate.metrics import prefix_normalise, top_k
 
 NO_PIN = -1  # a list slot with no pin (a page with fewer candidates than the pool size)
-# score-block budget in elements: (pages of a chunk) x (candidate pins); 256 MiB of float32 on a CPU
-CPU_BLOCK = 1 << 26
-CUDA_BLOCK = 1 << 28
+QUERY_CHUNK = 1024  # pages scored at a time: with top_k's pool chunks, a (1024 x 65,536) score block
 
 
 @dataclass
@@ -46,40 +45,43 @@ class ContentNegatives:
 
 
 def nearest_pins(
-    queries: Tensor,
-    pins: Tensor,
+    queries: np.ndarray,
+    pins: np.ndarray | Tensor,
     k: int,
     exclude_indptr: np.ndarray,
     exclude_indices: np.ndarray,
     *,
-    block: int | None = None,
-) -> Tensor:
+    device: torch.device | None = None,
+    query_chunk: int = QUERY_CHUNK,
+) -> np.ndarray:
     """(q, k) int64: for each query row, the k rows of ``pins`` with the highest cosine, best first, never
     one of that query's excluded rows (CSR ``exclude_indptr`` (q + 1,), ``exclude_indices`` into ``pins``);
-    NO_PIN where fewer than k rows are left. A zero query has no list (all NO_PIN)."""
-    n_q, n_p = queries.shape[0], pins.shape[0]
-    out = torch.full((n_q, k), NO_PIN, dtype=torch.int64)
-    k_eff = min(k, n_p)
-    if n_q == 0 or k_eff == 0:
+    NO_PIN where fewer than k rows are left. A zero query has no list (all NO_PIN).
+
+    The exact search is the evaluate stage's ``top_k``, asked for as many extra rows as a query has
+    exclusions at most, which are then dropped."""
+    n_q = len(queries)
+    out = np.full((n_q, k), NO_PIN, dtype=np.int64)
+    if n_q == 0 or k == 0 or len(pins) == 0:
         return out
-    device = pins.device
-    budget = block or (CUDA_BLOCK if device.type == "cuda" else CPU_BLOCK)
-    chunk = max(1, budget // n_p)
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
-    p = torch.nn.functional.normalize(pins.to(device, torch.float32), dim=1).to(dtype)
+    device = device or (pins.device if isinstance(pins, Tensor) else torch.device("cpu"))
+    pool = prefix_normalise(pins, pins.shape[1], torch.float32, device)  # once, on the device, for every chunk
     bar = log.progress(total=n_q, desc="content negatives", unit="page")
-    for a in range(0, n_q, chunk):
-        b = min(n_q, a + chunk)
-        q = queries[a:b].to(device, torch.float32)
-        norm = q.norm(dim=1)
-        scores = (torch.nn.functional.normalize(q, dim=1).to(dtype) @ p.T).float()  # (c, n_p)
+    for a in range(0, n_q, query_chunk):
+        b = min(n_q, a + query_chunk)
+        chunk = np.asarray(queries[a:b], dtype=np.float32)
+        extra = int(np.diff(exclude_indptr[a : b + 1]).max())  # the chunk's most exclusions of one query
+        rows, _ = top_k(chunk, pool, pool.shape[1], k + extra, device=str(device))
+        drop = np.zeros(rows.shape, dtype=bool)
         lo, hi = int(exclude_indptr[a]), int(exclude_indptr[b])
-        if hi > lo:
-            rows = np.repeat(np.arange(b - a), np.diff(exclude_indptr[a : b + 1]))
-            scores[torch.from_numpy(rows).to(device), torch.from_numpy(exclude_indices[lo:hi]).to(device)] = -torch.inf
-        top = torch.topk(scores, k_eff, dim=1)
-        idx = torch.where(torch.isfinite(top.values) & (norm[:, None] > 0), top.indices, NO_PIN)
-        out[a:b, :k_eff] = idx.cpu()
+        if hi > lo:  # each exclusion marks its query's columns that hold it
+            owner = np.repeat(np.arange(b - a), np.diff(exclude_indptr[a : b + 1]))
+            np.logical_or.at(drop, owner, rows[owner] == exclude_indices[lo:hi, None])
+        drop[~np.any(chunk != 0, axis=1)] = True  # no text: no list
+        order = np.argsort(drop, axis=1, kind="stable")[:, :k]  # the kept columns first, in score order
+        picked = np.take_along_axis(rows, order, axis=1)
+        picked[np.take_along_axis(drop, order, axis=1)] = NO_PIN
+        out[a:b, : picked.shape[1]] = picked
         bar.update(b - a)
     bar.close()
     return out
@@ -95,7 +97,7 @@ def build_content_negatives(
     device: torch.device,
     *,
     allowed_pins: np.ndarray | None = None,
-    block: int | None = None,
+    query_chunk: int = QUERY_CHUNK,
 ) -> ContentNegatives:
     """The lists of ``train_pages`` (sorted unique page_idx): their ``pool`` nearest pins among
     ``allowed_pins`` ((n_pins,) bool; None = all), leaving out each page's own pins (the pairs
@@ -113,11 +115,9 @@ def build_content_negatives(
     order = np.argsort(row, kind="stable")
     ex_indptr = np.zeros(len(pages) + 1, dtype=np.int64)
     np.cumsum(np.bincount(row, minlength=len(pages)), out=ex_indptr[1:])
-    queries = torch.from_numpy(np.asarray(page_text[pages], dtype=np.float32))
-    pins = torch.from_numpy(np.asarray(pin_target[cand], dtype=np.float32)).to(device)
-    local = nearest_pins(queries, pins, pool, ex_indptr, col[order], block=block)
-    table = torch.where(local >= 0, torch.from_numpy(cand)[local.clamp_min(0)], NO_PIN)
-    has_list = (table >= 0).any(dim=1)
-    page_row = torch.full((n_pages,), -1, dtype=torch.int64)
-    page_row[torch.from_numpy(pages)] = torch.where(has_list, torch.arange(len(pages)), -1)
-    return ContentNegatives(page_row=page_row.to(device), pins=table.to(device))
+    pins = pin_target if allowed_pins is None else pin_target[cand]
+    local = nearest_pins(page_text[pages], pins, pool, ex_indptr, col[order], device=device, query_chunk=query_chunk)
+    table = np.where(local >= 0, cand[np.maximum(local, 0)], NO_PIN)
+    page_row = np.full(n_pages, -1, dtype=np.int64)
+    page_row[pages] = np.where((table >= 0).any(axis=1), np.arange(len(pages)), -1)
+    return ContentNegatives(page_row=torch.from_numpy(page_row).to(device), pins=torch.from_numpy(table).to(device))

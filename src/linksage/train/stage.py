@@ -20,6 +20,7 @@ from linksage import log
 from linksage.config import ConfigError, config_to_dict, fingerprint
 from linksage.config.train import TrainConfig, check_dims, parse_date
 from linksage.errors import InputError
+from linksage.evaluate.baselines import zero_shot_reason  # the same one-space check as the zero-shot line
 from linksage.graph.csr import csr_first
 from linksage.model import EncoderConfig, LinkSageEncoder
 from linksage.pipeline import StageContext, StageResult
@@ -149,12 +150,12 @@ def run(ctx: StageContext) -> StageResult:
                     "has no created_at column: train.board_negative_window needs each pin's time", file=pins_file
                 )
             data.board_pins = data.board_pins.in_time_order(created, cfg.board_negative_window)
-        data.pin_page = torch.from_numpy(_pin_pages(pairs, n_pins)).to(device)
     if cfg.content_negatives:
         t = time.perf_counter()
         data.content_negatives = _content_negatives(root, cfg, by_split[TRAIN], pairs, pin_created, cutoff, device)
-        data.pin_page = torch.from_numpy(_pin_pages(pairs, n_pins)).to(device)
         timings["content_negatives_s"] = time.perf_counter() - t
+    if cfg.board_negatives or cfg.content_negatives:  # hard negatives are often another of the page's own pins
+        data.pin_page = torch.from_numpy(_pin_pages(pairs, n_pins)).to(device)
     log.event(
         f"[train] {len(by_split[TRAIN]):,} training pairs, {len(val):,} validation pairs, {enc_cfg.n_tokens} tokens, "
         f"device {device}{' bf16' if bf16 else ''}",
@@ -257,8 +258,6 @@ def _content_negatives(
 ) -> ContentNegatives:
     """Each training page's ``content_negative_pool`` nearest pins by its own text vector (its own pins and,
     for a time split, pins created on or after the split date left out)."""
-    from linksage.evaluate.baselines import zero_shot_reason  # the same one-space check as the zero-shot line
-
     reason = zero_shot_reason(root)
     if reason is not None:
         raise ConfigError(f"train.content_negatives: ranks pins by the page's own text vector, but {reason}")
