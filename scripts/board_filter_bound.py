@@ -18,7 +18,11 @@ opaque ones (the URL shares no word with its pins' texts):
   the graph model's board tokens do at test time: an oracle for serving, which knows a page's boards
   only from the posts it has seen;
 - and, for scale, the expected Recall@K of that pool in a random order, ``min(1, K / pool)``: the boards
-  alone, no content, as a cut.
+  alone, no content, as a cut;
+- then the same two one-vector rankings (the text vector; the text vector plus the boards' vector)
+  against pins whose target carries their own boards: each pin's vector plus ``--board-weight`` times
+  its boards' mean (over pins from before the cut), as a graph-aware pin embedding (PinSage's, on
+  Pinterest) would. What one vector can take from the boards when the pins' space knows them too.
 
 The last line is one JSON object with the figures.
 """
@@ -82,24 +86,34 @@ class Groups:
         return np.diff(self.indptr)
 
 
-def boards_vectors(
-    pin_vec: np.ndarray,
-    board_members: Groups,
-    pin_boards: Groups,
-    created: np.ndarray,
-    cutoff: int,
-    positives: list[np.ndarray],
-) -> np.ndarray:
-    """One unit vector per query for what its boards are: the sum over the boards its positives sit in of
-    each board's mean pin vector, over the board's pins created before ``cutoff`` (no test-period pin)."""
-    board_mean = np.zeros((board_members.sizes().size, pin_vec.shape[1]), np.float32)
-    for b in range(len(board_mean)):
+def board_means(pin_vec: np.ndarray, board_members: Groups, created: np.ndarray, cutoff: int) -> np.ndarray:
+    """(n_boards, d): each board's mean pin vector over its pins created before ``cutoff`` (zero when it
+    has none): no test-period pin is read."""
+    out = np.zeros((board_members.sizes().size, pin_vec.shape[1]), np.float32)
+    for b in range(len(out)):
         members = board_members[b]
         members = members[created[members] < cutoff]
         if len(members):
-            board_mean[b] = pin_vec[members].mean(0)
+            out[b] = pin_vec[members].mean(0)
+    return out
+
+
+def boards_vectors(board_mean: np.ndarray, pin_boards: Groups, positives: list[np.ndarray]) -> np.ndarray:
+    """One unit vector per query for what its boards are: the sum over the boards its positives sit in of
+    each board's mean pin vector (``board_means``)."""
     boards = [np.unique(np.concatenate([pin_boards[q] for q in pos])) for pos in positives]
     return normalise(np.stack([board_mean[b].sum(0) for b in boards]))
+
+
+def pins_with_boards(pin_vec: np.ndarray, board_mean: np.ndarray, pin_boards: Groups, weight: float) -> np.ndarray:
+    """Unit pin vectors that carry their own boards: ``pin + weight * unit(sum of the pin's boards' means)``.
+    A pin in no board (or only in boards with no pin before the cut) keeps its own direction."""
+    sums = np.zeros_like(pin_vec, dtype=np.float32)
+    has = pin_boards.sizes() > 0
+    starts = pin_boards.indptr[:-1][has]
+    if len(starts):
+        sums[has] = np.add.reduceat(board_mean[pin_boards.values], starts, axis=0)
+    return normalise(pin_vec + weight * normalise(sums))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=0, help="a seeded sample of this many (0: every test page)")
     p.add_argument("--k", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--board-weight", type=float, default=1.0, help="the boards' share of a graph-aware pin vector")
     args = p.parse_args(argv)
 
     ingest, content = args.run_dir / "ingest", args.run_dir / "content"
@@ -151,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     pin_vec = normalise(np.load(content / "pin_target.npy"))
     opaque = opaque_mask([str(urls[p]) for p in test], [[str(pin_text[q]) for q in pos] for pos in positives])
 
-    board_vec = boards_vectors(pin_vec, board_members, pin_boards, pin_created, cutoff, positives)
+    board_mean = board_means(pin_vec, board_members, pin_created, cutoff)
+    board_vec = boards_vectors(board_mean, pin_boards, positives)
+    graph_pins = pins_with_boards(pin_vec, board_mean, pin_boards, args.board_weight)
+    w = args.board_weight
     k = args.k
     sizes = np.array([len(a) for a in allowed])
     rankings = {  # name -> (what it is, per-query Recall@k)
@@ -170,9 +188,22 @@ def main(argv: list[str] | None = None) -> int:
         ),
         # a positive's chance to be among k of the boards' pins in a random order
         "own_boards_random_order": ("the boards' pins in a random order (no content)", np.minimum(1.0, k / sizes)),
+        "graph_pins_url": (
+            f"the URL's vector, all pins carrying their boards (weight {w:g})",
+            recall_all(page_vec, graph_pins, positives, k),
+        ),
+        "graph_pins_url_plus_board_mean": (
+            f"the URL's vector plus {w:g} x the boards' mean, all pins carrying their boards",
+            recall_all(normalise(page_vec + w * board_vec), graph_pins, positives, k),
+        ),
     }
     some = bool(opaque.any())
-    result: dict[str, Any] = {"queries": len(test), "opaque_queries": int(opaque.sum()), "pins": len(pin_vec)}
+    result: dict[str, Any] = {
+        "queries": len(test),
+        "opaque_queries": int(opaque.sum()),
+        "pins": len(pin_vec),
+        "board_weight": w,
+    }
     print(f"{len(test):,} queries ({int(opaque.sum()):,} opaque) against {len(pin_vec):,} pins, zero-shot cosine:")
     for name, (what, per_query) in rankings.items():
         result[f"recall@{k}_{name}"] = float(per_query.mean())
