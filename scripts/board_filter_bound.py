@@ -40,10 +40,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from linksage.config.train import parse_date
+from linksage.content.board_targets import add_board_means, board_target_means
 from linksage.evaluate.metrics import Positives, per_query_metrics, rank_positives
 from linksage.evaluate.slices import opaque_mask
 from linksage.graph.csr import csr_from_edges
 from linksage.search.ann import normalise
+
+CHUNK = 65_536  # pins summed at a time
 
 
 def recall_all(queries: np.ndarray, pins: np.ndarray, positives: list[np.ndarray], k: int) -> np.ndarray:
@@ -86,16 +89,10 @@ class Groups:
         return np.diff(self.indptr)
 
 
-def board_means(pin_vec: np.ndarray, board_members: Groups, created: np.ndarray, cutoff: int) -> np.ndarray:
+def board_means(pin_vec: np.ndarray, pin_boards: Groups, n_boards: int, created: np.ndarray, cutoff: int) -> np.ndarray:
     """(n_boards, d): each board's mean pin vector over its pins created before ``cutoff`` (zero when it
-    has none): no test-period pin is read."""
-    out = np.zeros((board_members.sizes().size, pin_vec.shape[1]), np.float32)
-    for b in range(len(out)):
-        members = board_members[b]
-        members = members[created[members] < cutoff]
-        if len(members):
-            out[b] = pin_vec[members].mean(0)
-    return out
+    has none): no test-period pin is read. The content stage's own (``content.pin_target_boards``)."""
+    return board_target_means(pin_vec, (pin_boards.indptr, pin_boards.values), n_boards, created < cutoff, CHUNK)
 
 
 def boards_vectors(board_mean: np.ndarray, pin_boards: Groups, positives: list[np.ndarray]) -> np.ndarray:
@@ -106,14 +103,12 @@ def boards_vectors(board_mean: np.ndarray, pin_boards: Groups, positives: list[n
 
 
 def pins_with_boards(pin_vec: np.ndarray, board_mean: np.ndarray, pin_boards: Groups, weight: float) -> np.ndarray:
-    """Unit pin vectors that carry their own boards: ``pin + weight * unit(sum of the pin's boards' means)``.
-    A pin in no board (or only in boards with no pin before the cut) keeps its own direction."""
-    sums = np.zeros_like(pin_vec, dtype=np.float32)
-    has = pin_boards.sizes() > 0
-    starts = pin_boards.indptr[:-1][has]
-    if len(starts):
-        sums[has] = np.add.reduceat(board_mean[pin_boards.values], starts, axis=0)
-    return normalise(pin_vec + weight * normalise(sums))
+    """Pin vectors (unit rows in) that carry their own boards: ``unit(pin + weight * unit(sum of the pin's
+    boards' means))``, as ``content.pin_target_boards`` makes them. A pin in no board (or only in boards
+    with no pin before the cut) keeps its own vector."""
+    out = np.array(pin_vec, dtype=np.float32, copy=True)
+    add_board_means(out, (pin_boards.indptr, pin_boards.values), board_mean, weight, 0, len(out), CHUNK)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -166,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     pin_vec = normalise(np.load(content / "pin_target.npy"))
     opaque = opaque_mask([str(urls[p]) for p in test], [[str(pin_text[q]) for q in pos] for pos in positives])
 
-    board_mean = board_means(pin_vec, board_members, pin_created, cutoff)
+    board_mean = board_means(pin_vec, pin_boards, board_members.sizes().size, pin_created, cutoff)
     board_vec = boards_vectors(board_mean, pin_boards, positives)
     graph_pins = pins_with_boards(pin_vec, board_mean, pin_boards, args.board_weight)
     w = args.board_weight

@@ -11,13 +11,15 @@
 #                                            passed, collects into DIR every 15 s (so that a call cut short
 #                                            still brings back what had finished), then once more and status
 # AB_CONFIG, AB_RUN, AB_DATA, AB_PYTHON and AB_EVAL_SLOTS (3) override the defaults (e.g. to try it on the CPU with
-# configs/demo-reddit.toml, AB_DATA="" and AB_PYTHON=.venv/bin/python).
+# configs/demo-reddit.toml, AB_DATA="" and AB_PYTHON=.venv/bin/python). AB_SET adds `--set` overrides to the
+# upstream and to every variant (an upstream of its own, e.g. AB_RUN=/tmp/runs/bw AB_SET="--set content.x=1"; no
+# spaces inside one override).
 set -euo pipefail
 export PYTHONPATH=/tmp/site:$PWD/src PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 CONFIG=${AB_CONFIG:-configs/reddit.toml}
 RUN=${AB_RUN:-/tmp/runs/reddit}
 PY=${AB_PYTHON:-python3}
-read -r -a DATA <<<"${AB_DATA-"--set ingest.reddit.posts=/tmp/data/link_posts --set ingest.reddit.subreddits=/tmp/data/subreddits.parquet"}"
+read -r -a DATA <<<"${AB_DATA-"--set ingest.reddit.posts=/tmp/data/link_posts --set ingest.reddit.subreddits=/tmp/data/subreddits.parquet"} ${AB_SET-}"
 
 case ${1:-} in
   run)
@@ -46,8 +48,9 @@ case ${1:-} in
   collect)
     out=${2:?usage: $0 collect DIR}
     shopt -s nullglob
-    ab=$RUN-ab  # where train_ab.py puts the variants
-    files=(/tmp/ab-*.log "$ab"/*/evaluate/metrics.json "$ab"/*/train/manifest.json "$ab"/*/train/metrics.csv)
+    ab=("${RUN%/*}"/*-ab)  # where train_ab.py puts the variants: of $RUN and of the run dirs beside it (AB_SET)
+    files=(/tmp/ab-*.log)
+    for d in "${ab[@]}"; do files+=("$d"/*/evaluate/metrics.json "$d"/*/train/manifest.json "$d"/*/train/metrics.csv); done
     tar czf "$out/.ab.tgz.part" "${files[@]}" && mv "$out/.ab.tgz.part" "$out/ab.tgz"  # never half an archive
     ls -la "$out"
     ;;

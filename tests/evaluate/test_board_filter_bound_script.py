@@ -54,27 +54,28 @@ def test_boards_vectors_read_only_pins_from_before_the_cut(bound: ModuleType) ->
     created = np.array([0, 5, 20, 0])  # pin 2 is after the cut at 10
     members = bound.Groups(np.array([0, 0, 0, 1]), np.array([0, 1, 2, 3]))  # board 0: pins 0, 1, 2; board 1: 3
     pin_boards = bound.Groups(np.array([0, 1, 2, 3]), np.array([0, 0, 0, 1]))
-    means = bound.board_means(pins, members, created, 10)
+    means = bound.board_means(pins, pin_boards, members.sizes().size, created, 10)
     np.testing.assert_allclose(means, [[0.5, 0.5], [-1, 0]])  # (pin 0 + pin 1) / 2, not pin 2
     vecs = bound.boards_vectors(means, pin_boards, [np.array([2]), np.array([2, 3])])
     np.testing.assert_allclose(vecs[0], np.array([1, 1]) / np.sqrt(2), rtol=1e-6)
     np.testing.assert_allclose(vecs[1], np.array([-1, 1]) / np.sqrt(2), rtol=1e-6)  # (0.5, 0.5) + (-1, 0)
 
 
-def test_pins_with_boards_equal_a_loop(bound: ModuleType) -> None:
+def test_pins_with_boards_are_the_content_stages_board_aware_targets(bound: ModuleType) -> None:
+    """The formula itself is tested against a loop in tests/content/test_board_targets.py; here, that the
+    script's graph-aware pins are those targets."""
+    from linksage.content.board_targets import add_board_means
+
     rng = np.random.default_rng(1)
     pins = bound.normalise(rng.normal(size=(9, 4)))
     means = rng.normal(size=(3, 4)).astype(np.float32)
     means[2] = 0.0  # a board with no pin before the cut
-    pin_of = np.array([0, 0, 1, 3, 3, 3, 5, 8])  # pins 2, 4, 6, 7 in no board; pin 5 only in the empty one
-    board_of = np.array([0, 1, 1, 0, 1, 2, 2, 0])
-    pin_boards = bound.Groups(pin_of, board_of, n=9)
+    pin_boards = bound.Groups(np.array([0, 0, 1, 3, 3, 3, 5, 8]), np.array([0, 1, 1, 0, 1, 2, 2, 0]), n=9)
     got = bound.pins_with_boards(pins, means, pin_boards, 0.7)
-    for p in range(9):
-        total = sum((means[b] for b, q in zip(board_of, pin_of, strict=True) if q == p), np.zeros(4, np.float32))
-        norm = np.linalg.norm(total)
-        want = pins[p] + (0.7 * total / norm if norm > 0 else 0.0)
-        np.testing.assert_allclose(got[p], want / np.linalg.norm(want), rtol=1e-5, atol=1e-6)
+    want = pins.copy()
+    assert add_board_means(want, (pin_boards.indptr, pin_boards.values), means, 0.7, 0, 9, 4) == 4
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert np.array_equal(got[[2, 4, 5, 6, 7]], pins[[2, 4, 5, 6, 7]])  # no board, or only the empty one
 
 
 def _run_dir(root: Path) -> Path:

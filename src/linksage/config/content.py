@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from linksage.config._load import ConfigError
+from linksage.config._load import ConfigError, added_later
+from linksage.config.train import parse_date
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,12 @@ class ContentConfig:
     max_image_bytes: int = 16 * 1024 * 1024  # larger image files are skipped unread
     max_image_pixels: int = 50_000_000  # decompression-bomb cap (width * height, checked before decoding)
     pin_target_image: bool = False  # computed targets: [text, image] when some pin has an image (changes D_target)
+    # board-aware targets (docs/encoders.md): each pin's target plus this weight times its boards' mean
+    # target (a graph-aware stand-in for PinSage's); 0 = the pin's own. Only pins created before
+    # pin_target_boards_before (ISO date; "" = all, random splits only) enter the means: under a time split
+    # it must be on or before train.split_date. added_later: at their defaults, earlier runs stay up to date
+    pin_target_boards: float = added_later(0.0)
+    pin_target_boards_before: str = added_later("")
     batch_size: int = 256  # texts per batch on CPU
     gpu_batch_size: int = 2048  # texts per batch on CUDA
     image_batch_size: int = 64
@@ -42,5 +49,9 @@ class ContentConfig:
         for key in ("max_image_bytes", "max_image_pixels"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"content.{key}: must be positive, got {getattr(self, key)}")
+        if not (self.pin_target_boards >= 0 and self.pin_target_boards < float("inf")):
+            raise ConfigError(f"content.pin_target_boards: must be a finite weight >= 0, got {self.pin_target_boards}")
+        if self.pin_target_boards_before:
+            parse_date("pin_target_boards_before", self.pin_target_boards_before, section="content")
         if self.max_images_per_page < 0:
             raise ConfigError(f"content.max_images_per_page: must be >= 0, got {self.max_images_per_page}")

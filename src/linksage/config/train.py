@@ -232,12 +232,12 @@ def check_dims(dims: tuple[int, ...], output_dim: int | None = None, target_dim:
         )
 
 
-def parse_date(key: str, text: str) -> datetime.datetime:
-    """An ISO date (or date-time) as an aware UTC datetime."""
+def parse_date(key: str, text: str, section: str = "train") -> datetime.datetime:
+    """An ISO date (or date-time) as an aware UTC datetime; ``section.key`` names it in the error."""
     try:
         value = datetime.datetime.fromisoformat(text)
     except ValueError as exc:
-        raise ConfigError(f"train.{key}: expected an ISO date like 2013-04-01, got {text!r}") from exc
+        raise ConfigError(f"{section}.{key}: expected an ISO date like 2013-04-01, got {text!r}") from exc
     return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
 
 

@@ -9,7 +9,9 @@ writes (docs/artifacts.md, section ``content/``; float16, L2-normalised rows, ze
     page_image_tokens.npy   (n_pages, M, D_img) the M largest images (only when some page has one)
     page_image_mask.npy     (n_pages, M) bool   (idem)
     pin_text.npy            (n_pins, D_text)
-    pin_target.npy          (n_pins, D_target)  the embedding column, else the pin's own vectors
+    pin_target.npy          (n_pins, D_target)  the embedding column, else the pin's own vectors;
+                                                with content.pin_target_boards, plus their boards' mean
+    board_target_mean.npy   (n_boards, D_target) those boards' means (only with content.pin_target_boards)
     board_text.npy          (n_boards, D_text)  the boards' text (board tokens of the train stage)
 
 D_img is 0 when no page lists an image or ``image_encoder = "none"`` (the Reddit data: URLs only),
@@ -33,6 +35,7 @@ import pyarrow.dataset as ds
 from linksage import log
 from linksage.config.content import ContentConfig
 from linksage.config.train import check_dims
+from linksage.content import board_targets
 from linksage.content.cache import VectorCache, default_cache_root, text_keys
 from linksage.content.image import ImageSource, ImageVectorizer, PrecomputedImageVectors, aggregate_pages
 from linksage.content.targets import embedding_dim, write_computed_targets, write_given_targets
@@ -110,6 +113,8 @@ def run(ctx: StageContext) -> StageResult:
     # the widest target these inputs can give; train.dims beyond it would fail only at the train stage
     widest = given or text.dim + (images.dim if images is not None and pin_images else 0)
     check_dims(ctx.config.train.dims, target_dim=widest)
+    if cfg.pin_target_boards > 0:  # a cut-off that would leak fails now, not after the encoding
+        board_targets.cutoff_seconds(cfg.pin_target_boards_before, ctx.config.train)
 
     t0 = time.perf_counter()
     counts.update(write_page_text(pages, n_pages, text, cfg.chunk_rows, ctx.out))
@@ -142,6 +147,8 @@ def run(ctx: StageContext) -> StageResult:
         dim = text.dim + (with_image.shape[1] if with_image is not None else 0)
         target = open_array(ctx.out / "pin_target.npy", (n_pins, dim))
         counts.update(write_computed_targets(pin_text, with_image, target, cfg.chunk_rows))
+    if cfg.pin_target_boards > 0:
+        counts["pin_targets_with_boards"] = _board_aware(ctx, ingest, target, n_pins)
     target.flush()
     timings["targets_s"] = round(time.perf_counter() - t0, 3)
     timings["text_encode_s"] = round(text.encode_s, 3)
@@ -156,6 +163,7 @@ def run(ctx: StageContext) -> StageResult:
         "image_dim": image_dim,
         "target_dim": int(target.shape[1]),
         "targets": "given" if given is not None else "computed",
+        "pin_target_boards": cfg.pin_target_boards,
         "device": device,
         "cache_dir": str(cache_root) if cfg.cache else None,
         "texts_encoded_per_s": round(encoded / text.encode_s, 1) if text.encode_s > 0 else None,
@@ -169,6 +177,20 @@ def run(ctx: StageContext) -> StageResult:
         texts_per_s=metrics["texts_encoded_per_s"],
     )
     return StageResult(counts={k: int(v) for k, v in counts.items()}, metrics=metrics, timings=timings)
+
+
+def _board_aware(ctx: StageContext, ingest: Path, target: np.ndarray, n_pins: int) -> int:
+    """Turn ``target`` into board-aware targets in place (content/board_targets.py) and write the boards'
+    means beside it; returns how many pins' targets changed."""
+    cfg: ContentConfig = ctx.config.content
+    before = board_targets.cutoff_seconds(cfg.pin_target_boards_before, ctx.config.train)
+    pin_boards, n_boards = board_targets.read_pin_boards(ingest, n_pins)
+    is_eligible = board_targets.eligible(board_targets.read_created(ingest / "pins.parquet", n_pins), before)
+    means = board_targets.board_target_means(target, pin_boards, n_boards, is_eligible, cfg.chunk_rows)
+    np.save(ctx.out / board_targets.MEANS_FILE, means.astype(np.float16))
+    changed = board_targets.add_board_means(target, pin_boards, means, cfg.pin_target_boards, 0, n_pins, cfg.chunk_rows)
+    log.event("content: board-aware targets", weight=cfg.pin_target_boards, pins_changed=changed, boards=n_boards)
+    return changed
 
 
 def write_page_text(pages: Path, n_pages: int, text: CachedTextEncoder, chunk_rows: int, out: Path) -> Counter[str]:

@@ -19,6 +19,7 @@ import torch
 from linksage import log
 from linksage.config import ConfigError, config_to_dict, fingerprint
 from linksage.config.train import TrainConfig, check_dims, parse_date
+from linksage.content.board_targets import cutoff_seconds
 from linksage.errors import InputError
 from linksage.evaluate.baselines import zero_shot_reason  # the same one-space check as the zero-shot line
 from linksage.graph.csr import csr_first
@@ -53,6 +54,8 @@ def run(ctx: StageContext) -> StageResult:
     root = ctx.run_dir.root
     for stage in UPSTREAM:
         ctx.run_dir.require(stage)
+    if ctx.config.content.pin_target_boards > 0:  # a split moved before the targets' cut-off would leak
+        cutoff_seconds(ctx.config.content.pin_target_boards_before, cfg)
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     device = resolve_device(cfg.device)

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from linksage.config.content import ContentConfig
+from linksage.content import board_targets
 from linksage.content.cache import VectorCache, default_cache_root
 from linksage.content.stage import (
     CachedTextEncoder,
@@ -184,6 +185,16 @@ def _fill(
         lo = n_old["pins"]
         image = pin_image[lo:] if pin_image is not None else None
         counts.update(write_computed_targets(arrays["pin_text.npy"][lo:], image, target[lo:], cfg.chunk_rows))
+    # the new pins against the run's boards' means (a board new today has none); the update has checked
+    # that the run's content section is this config's, so the means are there when the weight is set
+    if cfg.pin_target_boards > 0:
+        pin_boards, _ = board_targets.read_pin_boards(ingest, n_new["pins"])
+        means = np.asarray(arrays[board_targets.MEANS_FILE], dtype=np.float32)
+        lo = n_old["pins"]
+        changed = board_targets.add_board_means(
+            target, pin_boards, means, cfg.pin_target_boards, lo, n_new["pins"], cfg.chunk_rows
+        )
+        counts["pin_targets_with_boards"] = changed
     timings["pins_s"] = time.perf_counter() - t0
 
     if "board_text.npy" in arrays:
