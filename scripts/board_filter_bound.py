@@ -122,6 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     ingest, content = args.run_dir / "ingest", args.run_dir / "content"
+    manifest_path = content / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    if manifest.get("metrics", {}).get("pin_target_boards", 0):
+        print(
+            f"{content / 'pin_target.npy'}: board-aware already (content.pin_target_boards); "
+            "this script adds the boards itself and needs a run without it",
+            file=sys.stderr,
+        )
+        return 2
     pages = pq.read_table(ingest / "pages.parquet", columns=["page_idx", "url", "first_seen"])
     links = pq.read_table(ingest / "links.parquet", columns=["pin_idx", "page_idx"])
     board_pins = pq.read_table(ingest / "board_pins.parquet", columns=["board_idx", "pin_idx"])

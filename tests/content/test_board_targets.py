@@ -6,6 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -13,6 +14,7 @@ from linksage.config import ConfigError, load_config
 from linksage.config.content import ContentConfig
 from linksage.config.train import TrainConfig
 from linksage.content import board_targets as bt
+from linksage.errors import InputError
 from linksage.graph.csr import csr_from_edges
 from linksage.pipeline import run_stages
 from linksage.train.pairs import UNKNOWN_TIME
@@ -45,8 +47,8 @@ def loop_means(targets: np.ndarray, boards: list[list[int]], ok: np.ndarray, n_b
 def loop_aware(targets: np.ndarray, boards: list[list[int]], means: np.ndarray, w: float) -> np.ndarray:
     out = targets.astype(np.float64).copy()
     for p, bs in enumerate(boards):
-        s = sum((means[b] for b in bs if b < len(means)), np.zeros(targets.shape[1]))
-        if np.linalg.norm(s) > 0:
+        s = sum((means[b].astype(np.float64) for b in bs if b < len(means)), np.zeros(targets.shape[1]))
+        if np.linalg.norm(s) > 0 and targets[p].any():
             v = targets[p] + w * s / np.linalg.norm(s)
             out[p] = v / np.linalg.norm(v)
     return out
@@ -55,15 +57,18 @@ def loop_aware(targets: np.ndarray, boards: list[list[int]], means: np.ndarray, 
 @pytest.mark.parametrize("chunk", [1, 4, 1000])
 def test_means_and_targets_match_a_loop(chunk: int) -> None:
     targets, boards = world()
-    ok = np.ones(len(targets), bool)
-    ok[[0, 5, 6, 7]] = False  # test-period pins: never in a mean
+    created = np.arange(len(targets), dtype=np.int64)
+    created[[0, 5, 6, 7]] = 100  # test-period pins: never in a mean
+    ok = bt.eligible(targets, created, 50, chunk)
+    assert ok.sum() == len(targets) - 6 and not ok[[3, 11]].any()  # nor the two pins with no target
     means = bt.board_target_means(targets, csr(boards), 6, ok, chunk)
-    np.testing.assert_allclose(means, loop_means(targets, boards, ok, 6), atol=1e-6)
+    assert means.dtype == np.float16
+    np.testing.assert_allclose(means, loop_means(targets, boards, ok, 6), atol=1e-3)
     out = targets.copy()
     changed = bt.add_board_means(out, csr(boards), means, 0.7, 0, len(out), chunk)
     np.testing.assert_allclose(out, loop_aware(targets, boards, means, 0.7), atol=1e-6)
-    with_mean = [p for p, bs in enumerate(boards) if np.linalg.norm(sum((means[b] for b in bs), np.zeros(5))) > 0]
-    assert changed == len(with_mean) > 0
+    moved = [p for p, bs in enumerate(boards) if targets[p].any() and any(means[b].any() for b in bs)]
+    assert changed == len(moved) > 0 and not out[[3, 11]].any()  # a pin with no target stays without one
     lonely = [p for p, bs in enumerate(boards) if not bs]
     assert lonely and np.array_equal(out[lonely], targets[lonely])  # a pin on no board keeps its own target
 
@@ -79,10 +84,27 @@ def test_only_the_given_rows_change_and_new_boards_count_for_nothing() -> None:
     assert bt.add_board_means(out, csr(boards), means[:0], 1.0, 0, len(out), 3) == 0  # no board has a mean
 
 
-def test_eligible_leaves_out_later_and_unknown_pins() -> None:
-    created = np.array([5, 10, 15, UNKNOWN_TIME])
-    assert bt.eligible(created, 10).tolist() == [True, False, False, False]
-    assert bt.eligible(created, None).tolist() == [True, True, True, True]
+def test_eligible_leaves_out_later_unknown_and_empty_pins() -> None:
+    created = np.array([5, 10, 15, UNKNOWN_TIME, 1])
+    targets = np.ones((5, 2), np.float16)
+    targets[4] = 0.0
+    assert bt.eligible(targets, created, 10, 2).tolist() == [True, False, False, False, False]
+    assert bt.eligible(targets, None, None, 2).tolist() == [True, True, True, True, False]
+
+
+def test_a_board_index_out_of_range_names_the_file_row_and_value(tmp_path: Path) -> None:
+    boards = {"board_idx": pa.array([0, 1], pa.int32()), "text": ["a", "b"]}
+    pq.write_table(pa.table(boards), tmp_path / "boards.parquet")
+    for last, error in ((1, False), (2, True)):
+        edges = {"board_idx": pa.array([1, 0, last], pa.int32()), "pin_idx": pa.array([0, 1, 1], pa.int32())}
+        pq.write_table(pa.table(edges), tmp_path / "board_pins.parquet")
+        if not error:
+            (indptr, indices), n_boards = bt.read_pin_boards(tmp_path, 2)
+            assert n_boards == 2 and indptr.tolist() == [0, 1, 3] and indices.tolist() == [1, 0, 1]
+            continue
+        message = r"board_pins\.parquet, row 2, column 'board_idx': board_idx must be in 0\.\.1 \(value: 2\)"
+        with pytest.raises(InputError, match=message):
+            bt.read_pin_boards(tmp_path, 2)
 
 
 def test_a_cut_off_after_the_time_split_is_refused() -> None:
@@ -119,9 +141,10 @@ def test_the_content_stage_writes_board_aware_targets(tmp_path: Path) -> None:
     boards: list[list[int]] = [[] for _ in range(len(own))]
     for pin, board in zip(edges["pin_idx"].to_pylist(), edges["board_idx"].to_pylist(), strict=True):
         boards[pin].append(board)
-    np.testing.assert_allclose(means, loop_means(own, boards, np.ones(len(own), bool), len(means)), atol=2e-3)
-    np.testing.assert_allclose(got, loop_aware(own, boards, means, 0.5), atol=4e-3)
-    assert aware["counts"]["pin_targets_with_boards"] == sum(1 for bs in boards if bs) > 0
+    ok = own.any(axis=1)
+    np.testing.assert_allclose(means, loop_means(own, boards, ok, len(means)), atol=2e-3)
+    np.testing.assert_allclose(got, loop_aware(own, boards, means, 0.5), atol=2e-3)
+    assert aware["counts"]["pin_targets_with_boards"] == sum(1 for p, bs in enumerate(boards) if bs and ok[p]) > 0
     assert not (tmp_path / "plain" / "content" / bt.MEANS_FILE).exists()
 
 
@@ -141,3 +164,6 @@ def test_the_train_stage_refuses_a_split_moved_before_the_targets_cut_off(tmp_pa
     with pytest.raises(ConfigError, match=r"must be on or before train.split_date \(2013-04-01\)"):
         run_stages(moved, tmp_path / "run", ["train"])
     assert not (tmp_path / "run" / "train").exists()
+    means = replace(cfg, train=replace(cfg.train, board_means=True))
+    with pytest.raises(ConfigError, match="carry a page's own pins through their boards' means"):
+        run_stages(means, tmp_path / "run", ["train"])

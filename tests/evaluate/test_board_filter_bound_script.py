@@ -147,3 +147,12 @@ def test_main_says_when_no_page_is_after_the_cut(
     run = _run_dir(tmp_path / "run")
     assert bound.main([str(run), "--split-date", "2014-01-01"]) == 1
     assert "no page with a pin is first seen on or after 2014-01-01" in capsys.readouterr().err
+
+
+def test_main_refuses_targets_that_carry_their_boards_already(
+    bound: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _run_dir(tmp_path / "run")
+    (run / "content" / "manifest.json").write_text(json.dumps({"metrics": {"pin_target_boards": 1.0}}))
+    assert bound.main([str(run), "--split-date", "2013-04-01"]) == 2
+    assert "board-aware already (content.pin_target_boards)" in capsys.readouterr().err

@@ -6,8 +6,10 @@ the pin's own text does not. With a weight ``w`` > 0, each pin's target ``t(p)``
     unit( t(p) + w * unit( sum over p's boards b of mean_b ) ),   mean_b = mean of t(q) over b's eligible pins q
 
 where the eligible pins are those created before ``content.pin_target_boards_before`` (all pins when it is
-empty): under a time split, no test-period pin's content enters any target through a board's mean. A pin
-whose boards hold no eligible pin keeps ``t(p)``. The boards' means are written beside the targets
+empty) that have a target of their own: under a time split, no test-period pin's content enters any target
+through a board's mean. A pin whose boards hold no eligible pin keeps ``t(p)``, and a pin with no target
+(a zero row) stays without one. The means are rounded to float16 once, and those rounded means make the
+targets, here and on an incremental day alike. The boards' means are written beside the targets
 (``board_target_mean.npy``) so that an incremental day gives its new pins the same treatment against the
 same means (a board new that day has none: its pins keep their own direction).
 
@@ -25,8 +27,9 @@ import scipy.sparse as sp
 
 from linksage.config import ConfigError
 from linksage.config.train import TrainConfig, parse_date
+from linksage.errors import InputError
 from linksage.graph.csr import CSR, csr_from_edges
-from linksage.train.pairs import UNKNOWN_TIME
+from linksage.train.pin_means import eligible_pins
 
 MEANS_FILE = "board_target_mean.npy"
 
@@ -45,58 +48,53 @@ def cutoff_seconds(before: str, train: TrainConfig) -> int | None:
     return cut
 
 
-def eligible(created_at: np.ndarray, before: int | None) -> np.ndarray:
-    """(n_pins,) bool: the pins whose targets enter the boards' means (a pin of unknown time is left out
-    under a cut-off: it may be from the test period)."""
-    created = np.asarray(created_at, dtype=np.int64)
-    if before is None:
-        return np.ones(len(created), dtype=bool)
-    return (created != UNKNOWN_TIME) & (created < before)
-
-
-def read_pin_boards(ingest: Path, n_pins: int) -> tuple[CSR, int]:
-    """The pin -> board CSR of ``ingest/board_pins.parquet`` and the number of boards (``boards.parquet``)."""
-    table = pq.read_table(ingest / "board_pins.parquet", columns=["pin_idx", "board_idx"])
-    n_boards = pq.read_metadata(ingest / "boards.parquet").num_rows
-    pins = table["pin_idx"].to_numpy()
-    boards = table["board_idx"].to_numpy()
-    return csr_from_edges(pins, boards, n_pins), n_boards
-
-
-def read_created(pins: Path, n_pins: int) -> np.ndarray:
-    """(n_pins,) int64 created_at by pin_idx; ``UNKNOWN_TIME`` where null or absent."""
-    out = np.full(n_pins, UNKNOWN_TIME, dtype=np.int64)
-    names = pq.read_schema(pins).names
-    if "created_at" in names:
-        table = pq.read_table(pins, columns=["pin_idx", "created_at"])
-        out[table["pin_idx"].to_numpy()] = table["created_at"].fill_null(UNKNOWN_TIME).to_numpy()
+def eligible(targets: np.ndarray, created_at: np.ndarray | None, before: int | None, chunk_rows: int) -> np.ndarray:
+    """(n_pins,) bool: the pins whose targets enter the boards' means: those with a nonzero target, created
+    before ``before`` (``train.pin_means.eligible_pins``: a pin of unknown time is left out under a cut-off,
+    since it may be from the test period)."""
+    out = eligible_pins(created_at, len(targets), before)
+    for lo in range(0, len(targets), chunk_rows):
+        out[lo : lo + chunk_rows] &= np.asarray(targets[lo : lo + chunk_rows]).any(axis=1)
     return out
 
 
-def _membership(pin_boards: CSR, lo: int, hi: int, n_boards: int) -> sp.csr_matrix:
-    """(hi - lo, n_boards) 0/1 sparse matrix: which boards each of pins lo..hi-1 sits on."""
-    indptr, indices = pin_boards
-    start, end = int(indptr[lo]), int(indptr[hi])
-    data = np.ones(end - start, dtype=np.float64)
-    return sp.csr_matrix((data, indices[start:end], indptr[lo : hi + 1] - start), shape=(hi - lo, n_boards))
+def read_pin_boards(ingest: Path, n_pins: int) -> tuple[CSR, int]:
+    """The pin -> board CSR of ``ingest/board_pins.parquet`` and the number of boards (``boards.parquet``);
+    an index out of range (an upstream bug) is an error naming the file, row, column and value."""
+    path = ingest / "board_pins.parquet"
+    table = pq.read_table(path, columns=["pin_idx", "board_idx"])
+    n_boards = pq.read_metadata(ingest / "boards.parquet").num_rows
+    pins = table["pin_idx"].to_numpy()
+    boards = table["board_idx"].to_numpy()
+    for column, values, n in (("pin_idx", pins, n_pins), ("board_idx", boards, n_boards)):
+        bad = np.flatnonzero((values < 0) | (values >= n))
+        if len(bad):
+            row = int(bad[0])
+            msg = f"{column} must be in 0..{n - 1}"
+            raise InputError(msg, file=path, row=row, column=column, value=int(values[row]))
+    return csr_from_edges(pins, boards, n_pins), n_boards
 
 
 def board_target_means(
     targets: np.ndarray, pin_boards: CSR, n_boards: int, is_eligible: np.ndarray, chunk_rows: int
 ) -> np.ndarray:
-    """(n_boards, D) float32: each board's mean target over its eligible pins (zeros where it has none)."""
+    """(n_boards, D) float16: each board's mean target over its eligible pins (zeros where it has none).
+    Each chunk of pins adds into the rows of only the boards it touches."""
     n_pins, dim = targets.shape
+    indptr, indices = pin_boards
     sums = np.zeros((n_boards, dim), np.float64)
-    counts = np.zeros(n_boards, np.float64)
+    counts = np.zeros(n_boards, np.int64)
     for lo in range(0, n_pins, chunk_rows):
         hi = min(lo + chunk_rows, n_pins)
-        member = _membership(pin_boards, lo, hi, n_boards).T.tocsr()  # (n_boards, chunk)
-        keep = np.asarray(is_eligible[lo:hi], dtype=np.float64)
-        member = member @ sp.diags(keep)
-        sums += member @ np.asarray(targets[lo:hi], dtype=np.float64)
-        counts += np.asarray(member.sum(axis=1)).ravel()
+        a, b = int(indptr[lo]), int(indptr[hi])
+        pin = np.repeat(np.arange(hi - lo), np.diff(indptr[lo : hi + 1]))
+        keep = np.asarray(is_eligible[lo:hi], dtype=bool)[pin]
+        touched, row = np.unique(np.asarray(indices[a:b], dtype=np.int64)[keep], return_inverse=True)
+        member = sp.csr_matrix((np.ones(len(row)), (row, pin[keep])), shape=(len(touched), hi - lo))
+        sums[touched] += member @ np.asarray(targets[lo:hi], dtype=np.float64)
+        counts[touched] += np.bincount(row, minlength=len(touched))
     means = np.divide(sums, counts[:, None], out=np.zeros_like(sums), where=counts[:, None] > 0)
-    return means.astype(np.float32)
+    return means.astype(np.float16)
 
 
 def add_board_means(
@@ -104,12 +102,13 @@ def add_board_means(
 ) -> int:
     """Rewrite rows ``lo``..``hi``-1 of ``targets`` in place as board-aware targets (the module's formula)
     against ``means`` (a board past its rows, new since they were made, counts as having none). Returns how
-    many rows changed (those with some board that has a mean)."""
+    many rows changed (those with a target and some board that has a mean)."""
     changed = 0
     n_known = len(means)
     if n_known == 0:
         return 0
     indptr, indices = pin_boards
+    means64 = np.asarray(means, dtype=np.float64)
     for start in range(lo, hi, chunk_rows):
         end = min(start + chunk_rows, hi)
         a, b = int(indptr[start]), int(indptr[end])
@@ -118,10 +117,10 @@ def add_board_means(
         member = sp.csr_matrix(
             (data, np.minimum(cols, n_known - 1), indptr[start : end + 1] - a), shape=(end - start, n_known)
         )
-        board_sum = member @ means.astype(np.float64)
+        board_sum = member @ means64
         norms = np.linalg.norm(board_sum, axis=1, keepdims=True)
-        has = norms[:, 0] > 0
         own = np.asarray(targets[start:end], dtype=np.float64)
+        has = (norms[:, 0] > 0) & own.any(axis=1)  # a pin with no target of its own stays without one
         mixed = own + weight * np.divide(board_sum, norms, out=np.zeros_like(board_sum), where=norms > 0)
         out_norms = np.linalg.norm(mixed, axis=1, keepdims=True)
         mixed = np.divide(mixed, out_norms, out=np.zeros_like(mixed), where=out_norms > 0)

@@ -42,6 +42,7 @@ from linksage.content.targets import embedding_dim, write_computed_targets, writ
 from linksage.content.text import TextEncoder, create_text_encoder, page_text, resolve_device
 from linksage.errors import InputError
 from linksage.pipeline import StageContext, StageResult
+from linksage.train.pairs import time_column
 
 CANDIDATES_PER_TOKEN = 4  # a page's first 4 * M listed images are decoded; the M largest become tokens
 IMAGE_PAGES_PER_BATCH = 1024
@@ -185,9 +186,10 @@ def _board_aware(ctx: StageContext, ingest: Path, target: np.ndarray, n_pins: in
     cfg: ContentConfig = ctx.config.content
     before = board_targets.cutoff_seconds(cfg.pin_target_boards_before, ctx.config.train)
     pin_boards, n_boards = board_targets.read_pin_boards(ingest, n_pins)
-    is_eligible = board_targets.eligible(board_targets.read_created(ingest / "pins.parquet", n_pins), before)
+    created = time_column(ingest / "pins.parquet", "pin_idx", "created_at", n_pins)
+    is_eligible = board_targets.eligible(target, created, before, cfg.chunk_rows)
     means = board_targets.board_target_means(target, pin_boards, n_boards, is_eligible, cfg.chunk_rows)
-    np.save(ctx.out / board_targets.MEANS_FILE, means.astype(np.float16))
+    np.save(ctx.out / board_targets.MEANS_FILE, means)
     changed = board_targets.add_board_means(target, pin_boards, means, cfg.pin_target_boards, 0, n_pins, cfg.chunk_rows)
     log.event("content: board-aware targets", weight=cfg.pin_target_boards, pins_changed=changed, boards=n_boards)
     return changed

@@ -56,6 +56,14 @@ def run(ctx: StageContext) -> StageResult:
         ctx.run_dir.require(stage)
     if ctx.config.content.pin_target_boards > 0:  # a split moved before the targets' cut-off would leak
         cutoff_seconds(ctx.config.content.pin_target_boards_before, cfg)
+        if cfg.board_means or cfg.neighbour_means:
+            # every board-aware target holds its boards' means, the page's own pins in them: a pin mean
+            # that leaves those pins out would still read them through the other pins' targets
+            raise ConfigError(
+                "train.board_means / train.neighbour_means: read the pins' targets, which with "
+                f"content.pin_target_boards = {ctx.config.content.pin_target_boards} carry a page's own pins "
+                "through their boards' means; turn one of them off"
+            )
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     device = resolve_device(cfg.device)

@@ -189,7 +189,7 @@ def _fill(
     # that the run's content section is this config's, so the means are there when the weight is set
     if cfg.pin_target_boards > 0:
         pin_boards, _ = board_targets.read_pin_boards(ingest, n_new["pins"])
-        means = np.asarray(arrays[board_targets.MEANS_FILE], dtype=np.float32)
+        means = np.asarray(arrays[board_targets.MEANS_FILE])
         lo = n_old["pins"]
         changed = board_targets.add_board_means(
             target, pin_boards, means, cfg.pin_target_boards, lo, n_new["pins"], cfg.chunk_rows

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Thirteenth lease (session 20, 2026-12-06): board-aware pin targets (content.pin_target_boards, each pin's
+# target plus W times its boards' mean over pins from before 2013-04-01), each weight with its content-only
+# counterpart, every pair on an upstream of its own (the targets are a content-stage output). Run as
+# `bash docs/measurements/2026-12-06-session20/lease.sh ab W1 W2` from the call's working tree (this folder is
+# not in /tmp/code) after the seven staging calls (scripts/device_stage_in.sh done); it starts the A/Bs in
+# the background from /tmp/code and returns. Then `bash scripts/device_ab.sh wait S $OUT` (from /tmp/code)
+# until they end: one archive, ab.tgz.
+set -euo pipefail
+cd /tmp/code
+C='train.neighbours=0; train.board_tokens=0'
+start() {  # NAME WEIGHT VARIANT
+  local set="--set content.pin_target_boards=$2 --set content.pin_target_boards_before=\"2013-04-01\""
+  (AB_RUN="/tmp/runs/bw$2" AB_SET="$set" setsid nohup bash scripts/device_ab.sh run "$1" --variant "$3" >/dev/null 2>&1 &)
+}
+case ${1:?step} in
+  ab)
+    for w in "${@:2}"; do
+      tag=${w//./}
+      start "bw$tag" "$w" "bw$tag:"
+      start "bw${tag}c" "$w" "bw${tag}_cont: $C"
+    done
+    ;;
+esac
