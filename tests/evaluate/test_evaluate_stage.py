@@ -54,6 +54,7 @@ def test_writes_metrics_report_and_baselines(run: tuple[Path, Any]) -> None:
     assert set(metrics["baselines"]["single_dim_16"]["recall@100"]) == {"16"}
     assert {"opaque", "readable", "degree 1", "new_pages", "unseen_domains"} <= set(metrics["slices"])
     assert metrics["slices"]["new_pages"]["share"] == 1.0  # a time split: every test page is new
+    assert metrics["pin_target_boards"] == 0.0  # the pins' own targets: the report says nothing of the space
     assert set(metrics["targets"]) >= {"graph_vs_content_only", "negative_p95_below_0.25"}
     for name in ("content_only", "single_dim_16"):
         assert (out / "baselines" / name / "model.pt").exists() and (out / "baselines" / name / "key.txt").exists()
@@ -116,3 +117,12 @@ def test_zero_shot_stays_training_free_under_a_learned_rotation(tmp_path: Path) 
     np.testing.assert_array_equal(bl.zero_shot_rotation(root, learned, turned), pca_rotation(targets, seed=3))
     assert bl.zero_shot_rotation(root, TrainConfig(target_rotation="pca"), turned) is turned
     assert bl.zero_shot_rotation(root, TrainConfig(target_rotation="none"), turned) is None
+
+
+def test_the_report_says_when_the_targets_are_board_aware() -> None:
+    from linksage.evaluate.stage import _notes
+
+    metrics = {"num_queries": 10, "split": "test", "split_pages": 12, "positives": "links", "skipped_baselines": {}}
+    assert not any("board-aware" in n for n in _notes({**metrics, "pin_target_boards": 0.0}))
+    (note,) = [n for n in _notes({**metrics, "pin_target_boards": 0.5}) if "board-aware" in n]
+    assert "content.pin_target_boards = 0.5" in note and "does not compare" in note

@@ -5,7 +5,11 @@
 # `bash docs/measurements/2026-12-06-session20/lease.sh ab W1 W2` from the call's working tree (this folder is
 # not in /tmp/code) after the seven staging calls (scripts/device_stage_in.sh done); it starts the A/Bs in
 # the background from /tmp/code and returns. Then `bash scripts/device_ab.sh wait S $OUT` (from /tmp/code)
-# until they end: one archive, ab.tgz.
+# until they end: one archive, ab.tgz. Run on an H100 80GB, 2026-12-06: `ab 1.0 0.5` (22:11-22:19 UTC, four
+# jobs at once fitted), then `extra` and `extra2` in turn on the weight-1 upstream (22:20-22:23: the single-dim 64
+# model and seed 1; 22:23-22:26: the single-dim 256 model and content-only at seed 1). ab.tgz is the last
+# collect, which holds all eight. (The two extra steps were typed into the calls by hand; these replay
+# exactly those commands.)
 set -euo pipefail
 cd /tmp/code
 C='train.neighbours=0; train.board_tokens=0'
@@ -20,5 +24,13 @@ case ${1:?step} in
       start "bw$tag" "$w" "bw$tag:"
       start "bw${tag}c" "$w" "bw${tag}_cont: $C"
     done
+    ;;
+  extra)  # after `ab`: what was run on the weight-1 upstream, two at a time
+    start bw10d64 1.0 "bw10_d64: train.dims=[64]"
+    start bw10s1 1.0 "bw10_s1: train.seed=1"
+    ;;
+  extra2)
+    start bw10d256 1.0 "bw10_d256: train.dims=[256]"
+    start bw10cs1 1.0 "bw10_cont_s1: train.seed=1; $C"
     ;;
 esac

@@ -81,6 +81,10 @@ def run(ctx: StageContext) -> StageResult:
             "positives": "edges of graph/page__pin (cohesion-filtered links), as in training",
             "device": device,
             "model_meta": meta,
+            # the space every score is in: 0 = the pins' own targets (content.pin_target_boards)
+            "pin_target_boards": float(
+                ctx.upstream_manifest("content").get("metrics", {}).get("pin_target_boards", 0.0)
+            ),
         },
     )
     timings["metrics_s"] = time.perf_counter() - t
@@ -260,6 +264,12 @@ def _notes(metrics: dict[str, Any]) -> list[str]:
         "Recall counts other positives ranked above a positive (a page with more than k positives cannot reach "
         "recall 1 at k); the train stage's validation recall ranks each positive against negatives only.",
     ]
+    if metrics.get("pin_target_boards"):
+        notes.append(
+            f"Pin targets are board-aware (content.pin_target_boards = {metrics['pin_target_boards']:g}: each pin's "
+            "target plus its boards' mean): every score is in that space and does not compare with a run on the "
+            "pins' own targets."
+        )
     for name, reason in metrics["skipped_baselines"].items():
         notes.append(f"Baseline {name} not run: {reason}")
     return notes
