@@ -1,10 +1,14 @@
 """Plot an A/B's Recall@100 per Matryoshka dim against one base variant, from `device_ab.sh collect`'s archive.
 
     python scripts/plot_ab.py AB.tgz OUT.png --base base --variants 'pd05=λ 0.5,pd1,pd2' [--title ...]
+    python scripts/plot_ab.py AB.tgz OUT.png --absolute --also OTHER.tgz --variants 'bw10=w 1,base=titles'
 
 Each line is a variant's relative change of Recall@100 against the base at every dim the base has. The
 single-dim baselines found in any variant's metrics.json (`single_dim_<d>`) are drawn as points at their
 dim, against the base at that dim, so that a prefix can be read against a model trained at its size.
+With ``--absolute`` the lines are the variants' Recall@100 itself (no base), and a variant with one dim
+(a single-dim model trained as a variant) is a point. ``--also`` reads more archives (a variant name must
+be in only one of them).
 """
 
 from __future__ import annotations
@@ -49,14 +53,28 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("archive", help="an ab.tgz from `scripts/device_ab.sh collect`")
     p.add_argument("out", help="the PNG to write")
-    p.add_argument("--base", required=True, help="the variant every other is compared with")
+    p.add_argument("--base", default="", help="the variant every other is compared with (not with --absolute)")
+    p.add_argument("--absolute", action="store_true", help="plot Recall@100 itself, not the change against --base")
+    p.add_argument("--also", action="append", default=[], help="another archive to read variants from (repeatable)")
     p.add_argument(
         "--variants", required=True, help="comma-separated variant names, in legend order; NAME=LABEL names a line"
     )
-    p.add_argument("--title", default="Recall@100 against the base, per Matryoshka dim")
+    p.add_argument("--title", default="")
     args = p.parse_args(argv)
 
     metrics = read_metrics(args.archive)
+    for other in args.also:
+        more = read_metrics(other)
+        clash = sorted(set(more) & set(metrics))
+        if clash:
+            print(f"{other}: variants {', '.join(clash)} are in an earlier archive too", file=sys.stderr)
+            return 1
+        metrics.update(more)
+    if args.absolute:
+        return plot_absolute(metrics, args)
+    if not args.base:
+        print("--base is required unless --absolute", file=sys.stderr)
+        return 2
     labels = dict(v.partition("=")[::2] for v in args.variants.split(",") if v)
     names = list(labels)
     missing = [v for v in [args.base, *names] if v not in metrics]
@@ -87,12 +105,42 @@ def main(argv: list[str] | None = None) -> int:
     ax.set_xticks(dims, [str(d) for d in dims])
     ax.set_xlabel("Matryoshka dim")
     ax.set_ylabel(f"Recall@100 vs {args.base} (%)")
-    ax.set_title(args.title)
+    ax.set_title(args.title or "Recall@100 against the base, per Matryoshka dim")
+    return _save(fig, ax, args.out)
+
+
+def plot_absolute(metrics: dict[str, dict[str, Any]], args: argparse.Namespace) -> int:
+    """Each variant's Recall@100 per dim: a line, or a point for a variant with one dim."""
+    labels = dict(v.partition("=")[::2] for v in args.variants.split(",") if v)
+    missing = [v for v in labels if v not in metrics]
+    if missing:
+        print(
+            f"no metrics.json for {', '.join(missing)}; the archives have {', '.join(sorted(metrics))}", file=sys.stderr
+        )
+        return 1
+    fig, ax = plt.subplots(figsize=(9.5, 4.2))
+    dims: set[int] = set()
+    for name, label in labels.items():
+        recall = {int(d): v for d, v in metrics[name]["recall@100"].items()}
+        at = sorted(recall)
+        dims.update(at)
+        style = "o-" if len(at) > 1 else "*"
+        ax.plot(at, [recall[d] for d in at], style, markersize=6 if len(at) > 1 else 14, label=label or name)
+    ticks = sorted(dims)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(ticks, [str(d) for d in ticks])
+    ax.set_xlabel("Matryoshka dim")
+    ax.set_ylabel("Recall@100")
+    ax.set_title(args.title or "Recall@100 per Matryoshka dim")
+    return _save(fig, ax, args.out, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=9)  # off the lines
+
+
+def _save(fig: Any, ax: Any, out: str, **legend: Any) -> int:
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(**legend)
     fig.tight_layout()
-    fig.savefig(args.out, dpi=110)
-    print(f"wrote {args.out}")
+    fig.savefig(out, dpi=110)
+    print(f"wrote {out}")
     return 0
 
 

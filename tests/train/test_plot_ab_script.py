@@ -166,3 +166,18 @@ def test_seed_table_refuses_runs_of_different_configs_or_data(
         assert seed_table.main([f"{a}:full", f"{a}:{other}"]) == 1
         err = capsys.readouterr().err
         assert err.startswith("not runs of one config:") and why in err, err
+
+
+def test_absolute_mode_reads_several_archives_and_plots_one_dim_variants_as_points(
+    plot_ab: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = _archive(tmp_path / "a.tgz", {"base": _metrics(BASE)})
+    second = _archive(tmp_path / "b.tgz", {"w256": _metrics(VARIANT), "d64": _metrics({"64": 0.61})})
+    out = tmp_path / "plot.png"
+    args = [str(first), str(out), "--absolute", "--also", str(second), "--variants", "base=titles,w256,d64=single 64"]
+    assert plot_ab.main(args) == 0 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    clash = [str(first), str(tmp_path / "c.png"), "--absolute", "--also", str(first), "--variants", "base"]
+    assert plot_ab.main(clash) == 1
+    assert "variants base are in an earlier archive too" in capsys.readouterr().err
+    assert plot_ab.main([str(first), str(tmp_path / "d.png"), "--variants", "base"]) == 2  # relative needs --base
+    assert "--base is required unless --absolute" in capsys.readouterr().err
