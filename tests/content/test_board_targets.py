@@ -35,12 +35,15 @@ def csr(boards: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
     return csr_from_edges(pins, np.concatenate([np.asarray(b, np.int64) for b in boards]), len(boards))
 
 
-def loop_means(targets: np.ndarray, boards: list[list[int]], ok: np.ndarray, n_boards: int) -> np.ndarray:
+def loop_means(
+    targets: np.ndarray, boards: list[list[int]], ok: np.ndarray, n_boards: int, centre: bool = False
+) -> np.ndarray:
     out = np.zeros((n_boards, targets.shape[1]))
+    everyone = np.mean([targets[p].astype(np.float64) for p in range(len(targets)) if ok[p]], axis=0)
     for b in range(n_boards):
         members = [p for p, bs in enumerate(boards) if b in bs and ok[p]]
         if members:
-            out[b] = np.mean([targets[p].astype(np.float64) for p in members], axis=0)
+            out[b] = np.mean([targets[p].astype(np.float64) for p in members], axis=0) - (everyone if centre else 0)
     return out
 
 
@@ -54,16 +57,16 @@ def loop_aware(targets: np.ndarray, boards: list[list[int]], means: np.ndarray, 
     return out
 
 
-@pytest.mark.parametrize("chunk", [1, 4, 1000])
-def test_means_and_targets_match_a_loop(chunk: int) -> None:
+@pytest.mark.parametrize(("chunk", "centre"), [(1, False), (4, False), (1000, False), (3, True), (1000, True)])
+def test_means_and_targets_match_a_loop(chunk: int, centre: bool) -> None:
     targets, boards = world()
     created = np.arange(len(targets), dtype=np.int64)
     created[[0, 5, 6, 7]] = 100  # test-period pins: never in a mean
     ok = bt.eligible(targets, created, 50, chunk)
     assert ok.sum() == len(targets) - 6 and not ok[[3, 11]].any()  # nor the two pins with no target
-    means = bt.board_target_means(targets, csr(boards), 6, ok, chunk)
+    means = bt.board_target_means(targets, csr(boards), 6, ok, chunk, centre=centre)
     assert means.dtype == np.float16
-    np.testing.assert_allclose(means, loop_means(targets, boards, ok, 6), atol=1e-3)
+    np.testing.assert_allclose(means, loop_means(targets, boards, ok, 6, centre), atol=1e-3)
     out = targets.copy()
     changed = bt.add_board_means(out, csr(boards), means, 0.7, 0, len(out), chunk)
     np.testing.assert_allclose(out, loop_aware(targets, boards, means, 0.7), atol=1e-6)
@@ -118,6 +121,8 @@ def test_a_cut_off_after_the_time_split_is_refused() -> None:
         ContentConfig(pin_target_boards=1.0, pin_target_boards_before="April")
     with pytest.raises(ConfigError, match=r"content\.pin_target_boards: must be a finite weight"):
         ContentConfig(pin_target_boards=-1.0)
+    with pytest.raises(ConfigError, match=r"content\.pin_target_boards_centred: needs content\.pin_target_boards > 0"):
+        ContentConfig(pin_target_boards_centred=True)
 
 
 SYNTHETIC = [
@@ -167,3 +172,19 @@ def test_the_train_stage_refuses_a_split_moved_before_the_targets_cut_off(tmp_pa
     means = replace(cfg, train=replace(cfg.train, board_means=True))
     with pytest.raises(ConfigError, match="carry a page's own pins through their boards' means"):
         run_stages(means, tmp_path / "run", ["train"])
+
+
+def test_centred_means_reach_the_stage_and_its_manifest(tmp_path: Path) -> None:
+    cfg = load_config(None, [*SYNTHETIC, "content.pin_target_boards=1.0", "content.pin_target_boards_centred=true"])
+    manifest = run_stages(cfg, tmp_path / "run", ["content"])["content"]
+    assert manifest["metrics"]["pin_target_boards_centred"] is True
+    got = np.load(tmp_path / "run" / "content" / bt.MEANS_FILE).astype(np.float32)
+    plain = run_stages(load_config(None, SYNTHETIC), tmp_path / "plain", ["content"])["content"]
+    own = np.load(tmp_path / "plain" / "content" / "pin_target.npy").astype(np.float32)
+    assert plain["metrics"]["pin_target_boards_centred"] is False
+    edges = pq.read_table(tmp_path / "run" / "ingest" / "board_pins.parquet")
+    boards: list[list[int]] = [[] for _ in range(len(own))]
+    for pin, board in zip(edges["pin_idx"].to_pylist(), edges["board_idx"].to_pylist(), strict=True):
+        boards[pin].append(board)
+    want = loop_means(own, boards, own.any(axis=1), len(got), centre=True)
+    np.testing.assert_allclose(got, want, atol=2e-3)

@@ -30,6 +30,8 @@ class ContentConfig:
     # it must be on or before train.split_date. added_later: at their defaults, earlier runs stay up to date
     pin_target_boards: float = added_later(0.0)
     pin_target_boards_before: str = added_later("")
+    # each board's mean less the mean of every eligible pin's target (what all boards share)
+    pin_target_boards_centred: bool = added_later(False)
     batch_size: int = 256  # texts per batch on CPU
     gpu_batch_size: int = 2048  # texts per batch on CUDA
     image_batch_size: int = 64
@@ -51,6 +53,8 @@ class ContentConfig:
                 raise ConfigError(f"content.{key}: must be positive, got {getattr(self, key)}")
         if not (self.pin_target_boards >= 0 and self.pin_target_boards < float("inf")):
             raise ConfigError(f"content.pin_target_boards: must be a finite weight >= 0, got {self.pin_target_boards}")
+        if self.pin_target_boards_centred and not self.pin_target_boards:
+            raise ConfigError("content.pin_target_boards_centred: needs content.pin_target_boards > 0, got 0.0")
         if self.pin_target_boards_before:
             parse_date("pin_target_boards_before", self.pin_target_boards_before, section="content")
         if self.max_images_per_page < 0:

@@ -5,6 +5,9 @@ the pin's own text does not. With a weight ``w`` > 0, each pin's target ``t(p)``
 
     unit( t(p) + w * unit( sum over p's boards b of mean_b ) ),   mean_b = mean of t(q) over b's eligible pins q
 
+(with ``content.pin_target_boards_centred``, each mean_b less the mean of every eligible pin's target: the
+part all boards share, which otherwise pulls every target toward one direction)
+
 where the eligible pins are those created before ``content.pin_target_boards_before`` (all pins when it is
 empty) that have a target of their own: under a time split, no test-period pin's content enters any target
 through a board's mean. A pin whose boards hold no eligible pin keeps ``t(p)``, and a pin with no target
@@ -76,14 +79,21 @@ def read_pin_boards(ingest: Path, n_pins: int) -> tuple[CSR, int]:
 
 
 def board_target_means(
-    targets: np.ndarray, pin_boards: CSR, n_boards: int, is_eligible: np.ndarray, chunk_rows: int
+    targets: np.ndarray,
+    pin_boards: CSR,
+    n_boards: int,
+    is_eligible: np.ndarray,
+    chunk_rows: int,
+    centre: bool = False,
 ) -> np.ndarray:
-    """(n_boards, D) float16: each board's mean target over its eligible pins (zeros where it has none).
-    Each chunk of pins adds into the rows of only the boards it touches."""
+    """(n_boards, D) float16: each board's mean target over its eligible pins (zeros where it has none);
+    with ``centre``, less the mean target of every eligible pin (what all boards share, so that what is
+    left says which board). Each chunk of pins adds into the rows of only the boards it touches."""
     n_pins, dim = targets.shape
     indptr, indices = pin_boards
     sums = np.zeros((n_boards, dim), np.float64)
     counts = np.zeros(n_boards, np.int64)
+    total = np.zeros(dim, np.float64)
     for lo in range(0, n_pins, chunk_rows):
         hi = min(lo + chunk_rows, n_pins)
         a, b = int(indptr[lo]), int(indptr[hi])
@@ -91,9 +101,14 @@ def board_target_means(
         keep = np.asarray(is_eligible[lo:hi], dtype=bool)[pin]
         touched, row = np.unique(np.asarray(indices[a:b], dtype=np.int64)[keep], return_inverse=True)
         member = sp.csr_matrix((np.ones(len(row)), (row, pin[keep])), shape=(len(touched), hi - lo))
-        sums[touched] += member @ np.asarray(targets[lo:hi], dtype=np.float64)
+        chunk = np.asarray(targets[lo:hi], dtype=np.float64)
+        sums[touched] += member @ chunk
         counts[touched] += np.bincount(row, minlength=len(touched))
-    means = np.divide(sums, counts[:, None], out=np.zeros_like(sums), where=counts[:, None] > 0)
+        total += chunk[np.asarray(is_eligible[lo:hi], dtype=bool)].sum(axis=0)
+    has = counts > 0
+    means = np.divide(sums, counts[:, None], out=np.zeros_like(sums), where=has[:, None])
+    if centre and is_eligible.any():
+        means[has] -= total / int(np.count_nonzero(is_eligible))
     return means.astype(np.float16)
 
 

@@ -165,6 +165,7 @@ def run(ctx: StageContext) -> StageResult:
         "target_dim": int(target.shape[1]),
         "targets": "given" if given is not None else "computed",
         "pin_target_boards": cfg.pin_target_boards,
+        "pin_target_boards_centred": cfg.pin_target_boards_centred,
         "device": device,
         "cache_dir": str(cache_root) if cfg.cache else None,
         "texts_encoded_per_s": round(encoded / text.encode_s, 1) if text.encode_s > 0 else None,
@@ -188,7 +189,9 @@ def _board_aware(ctx: StageContext, ingest: Path, target: np.ndarray, n_pins: in
     pin_boards, n_boards = board_targets.read_pin_boards(ingest, n_pins)
     created = time_column(ingest / "pins.parquet", "pin_idx", "created_at", n_pins)
     is_eligible = board_targets.eligible(target, created, before, cfg.chunk_rows)
-    means = board_targets.board_target_means(target, pin_boards, n_boards, is_eligible, cfg.chunk_rows)
+    means = board_targets.board_target_means(
+        target, pin_boards, n_boards, is_eligible, cfg.chunk_rows, centre=cfg.pin_target_boards_centred
+    )
     np.save(ctx.out / board_targets.MEANS_FILE, means)
     changed = board_targets.add_board_means(target, pin_boards, means, cfg.pin_target_boards, 0, n_pins, cfg.chunk_rows)
     log.event("content: board-aware targets", weight=cfg.pin_target_boards, pins_changed=changed, boards=n_boards)
