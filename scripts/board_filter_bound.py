@@ -1,6 +1,6 @@
 """What a page's boards are worth as a cut of the pool, zero-shot, beside what one vector of them retrieves.
 
-    python scripts/board_filter_bound.py RUN_DIR --split-date 2013-04-01 [--queries 0] [--seed 0]
+    python scripts/board_filter_bound.py RUN_DIR --split-date 2013-04-01 [--queries 0] [--seed 0] [--centred]
 
 Reads a run directory with ingest/ and content/ (page_text.npy, pin_target.npy). The queries are the pages
 first seen on or after ``--split-date`` (all of them, or a seeded sample of ``--queries``), each with its
@@ -23,6 +23,10 @@ opaque ones (the URL shares no word with its pins' texts):
   against pins whose target carries their own boards: each pin's vector plus ``--board-weight`` times
   its boards' mean (over pins from before the cut), as a graph-aware pin embedding (PinSage's, on
   Pinterest) would. What one vector can take from the boards when the pins' space knows them too.
+
+``--centred`` centres the boards' means wherever they are used (``content.pin_target_boards_centred``).
+Also printed: the mean and 95th percentile cosine of 200,000 random pairs of pins, as they are and
+carrying their boards (what the evaluate stage's negatives see in each space).
 
 The last line is one JSON object with the figures.
 """
@@ -89,10 +93,22 @@ class Groups:
         return np.diff(self.indptr)
 
 
-def board_means(pin_vec: np.ndarray, pin_boards: Groups, n_boards: int, created: np.ndarray, cutoff: int) -> np.ndarray:
+def board_means(
+    pin_vec: np.ndarray, pin_boards: Groups, n_boards: int, created: np.ndarray, cutoff: int, centre: bool = False
+) -> np.ndarray:
     """(n_boards, d): each board's mean pin vector over its pins created before ``cutoff`` (zero when it
-    has none): no test-period pin is read. The content stage's own (``content.pin_target_boards``)."""
-    return board_target_means(pin_vec, (pin_boards.indptr, pin_boards.values), n_boards, created < cutoff, CHUNK)
+    has none), with ``centre`` less the mean of all those pins: no test-period pin is read. The content
+    stage's own (``content.pin_target_boards``, ``pin_target_boards_centred``)."""
+    eligible = created < cutoff
+    return board_target_means(pin_vec, (pin_boards.indptr, pin_boards.values), n_boards, eligible, CHUNK, centre)
+
+
+def pair_cosine(vectors: np.ndarray, pairs: int, seed: int) -> tuple[float, float]:
+    """Mean and 95th percentile of the cosine of ``pairs`` random pairs of rows (unit rows)."""
+    rng = np.random.default_rng(seed)
+    a, b = rng.integers(0, len(vectors), pairs), rng.integers(0, len(vectors), pairs)
+    cos = np.einsum("ij,ij->i", vectors[a], vectors[b])
+    return float(cos.mean()), float(np.quantile(cos, 0.95))
 
 
 def boards_vectors(board_mean: np.ndarray, pin_boards: Groups, positives: list[np.ndarray]) -> np.ndarray:
@@ -119,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--board-weight", type=float, default=1.0, help="the boards' share of a graph-aware pin vector")
+    p.add_argument(
+        "--centred", action="store_true", help="centre the boards' means (content.pin_target_boards_centred)"
+    )
     args = p.parse_args(argv)
 
     ingest, content = args.run_dir / "ingest", args.run_dir / "content"
@@ -170,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     pin_vec = normalise(np.load(content / "pin_target.npy"))
     opaque = opaque_mask([str(urls[p]) for p in test], [[str(pin_text[q]) for q in pos] for pos in positives])
 
-    board_mean = board_means(pin_vec, pin_boards, board_members.sizes().size, pin_created, cutoff)
+    board_mean = board_means(pin_vec, pin_boards, board_members.sizes().size, pin_created, cutoff, args.centred)
     board_vec = boards_vectors(board_mean, pin_boards, positives)
     graph_pins = pins_with_boards(pin_vec, board_mean, pin_boards, args.board_weight)
     w = args.board_weight
@@ -207,7 +226,12 @@ def main(argv: list[str] | None = None) -> int:
         "opaque_queries": int(opaque.sum()),
         "pins": len(pin_vec),
         "board_weight": w,
+        "centred": args.centred,
     }
+    for name, vectors in (("pins", pin_vec), ("graph_pins", graph_pins)):
+        mean, p95 = pair_cosine(vectors, 200_000, args.seed)
+        result[f"pair_cosine_mean_{name}"], result[f"pair_cosine_p95_{name}"] = mean, p95
+        print(f"  random pairs of {name.replace('_', ' ')}: mean cosine {mean:.4f}, 95th percentile {p95:.4f}")
     print(f"{len(test):,} queries ({int(opaque.sum()):,} opaque) against {len(pin_vec):,} pins, zero-shot cosine:")
     for name, (what, per_query) in rankings.items():
         result[f"recall@{k}_{name}"] = float(per_query.mean())

@@ -34,8 +34,12 @@ def read_json(archive: str, stage: str, name: str) -> dict[str, dict[str, Any]]:
             path = PurePosixPath(member.name)
             if path.name == name and path.parent.name == stage:
                 f = tar.extractfile(member)
-                if f is not None:
-                    out[path.parent.parent.name] = json.load(f)
+                if f is None:
+                    continue
+                variant = path.parent.parent.name
+                if variant in out:  # two run dirs' A/Bs in one archive, with a variant name in both
+                    raise ValueError(f"{archive}: variant {variant!r} is in it twice ({member.name})")
+                out[variant] = json.load(f)
     return out
 
 
@@ -62,9 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--title", default="")
     args = p.parse_args(argv)
 
-    metrics = read_metrics(args.archive)
-    for other in args.also:
-        more = read_metrics(other)
+    try:
+        metrics = read_metrics(args.archive)
+        extra = [(other, read_metrics(other)) for other in args.also]
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for other, more in extra:
         clash = sorted(set(more) & set(metrics))
         if clash:
             print(f"{other}: variants {', '.join(clash)} are in an earlier archive too", file=sys.stderr)
@@ -109,6 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     return _save(fig, ax, args.out)
 
 
+def absolute_series(
+    metrics: dict[str, dict[str, Any]], labels: dict[str, str]
+) -> dict[str, tuple[list[int], list[float]]]:
+    """Legend label -> (dims, Recall@100 at each) of every variant in ``labels`` (name -> label, "" = name)."""
+    out = {}
+    for name, label in labels.items():
+        recall = {int(d): float(v) for d, v in metrics[name]["recall@100"].items()}
+        out[label or name] = (sorted(recall), [recall[d] for d in sorted(recall)])
+    return out
+
+
 def plot_absolute(metrics: dict[str, dict[str, Any]], args: argparse.Namespace) -> int:
     """Each variant's Recall@100 per dim: a line, or a point for a variant with one dim."""
     labels = dict(v.partition("=")[::2] for v in args.variants.split(",") if v)
@@ -119,14 +138,11 @@ def plot_absolute(metrics: dict[str, dict[str, Any]], args: argparse.Namespace) 
         )
         return 1
     fig, ax = plt.subplots(figsize=(9.5, 4.2))
-    dims: set[int] = set()
-    for name, label in labels.items():
-        recall = {int(d): v for d, v in metrics[name]["recall@100"].items()}
-        at = sorted(recall)
-        dims.update(at)
+    series = absolute_series(metrics, labels)
+    for label, (at, values) in series.items():
         style = "o-" if len(at) > 1 else "*"
-        ax.plot(at, [recall[d] for d in at], style, markersize=6 if len(at) > 1 else 14, label=label or name)
-    ticks = sorted(dims)
+        ax.plot(at, values, style, markersize=6 if len(at) > 1 else 14, label=label)
+    ticks = sorted({d for at, _ in series.values() for d in at})
     ax.set_xscale("log", base=2)
     ax.set_xticks(ticks, [str(d) for d in ticks])
     ax.set_xlabel("Matryoshka dim")

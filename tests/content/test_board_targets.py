@@ -123,6 +123,8 @@ def test_a_cut_off_after_the_time_split_is_refused() -> None:
         ContentConfig(pin_target_boards=-1.0)
     with pytest.raises(ConfigError, match=r"content\.pin_target_boards_centred: needs content\.pin_target_boards > 0"):
         ContentConfig(pin_target_boards_centred=True)
+    with pytest.raises(ConfigError, match=r"content\.pin_target_boards_before: needs content\.pin_target_boards > 0"):
+        ContentConfig(pin_target_boards_before="2013-04-01")
 
 
 SYNTHETIC = [

@@ -61,20 +61,19 @@ def test_boards_vectors_read_only_pins_from_before_the_cut(bound: ModuleType) ->
     np.testing.assert_allclose(vecs[1], np.array([-1, 1]) / np.sqrt(2), rtol=1e-6)  # (0.5, 0.5) + (-1, 0)
 
 
-def test_pins_with_boards_are_the_content_stages_board_aware_targets(bound: ModuleType) -> None:
-    """The formula itself is tested against a loop in tests/content/test_board_targets.py; here, that the
-    script's graph-aware pins are those targets."""
-    from linksage.content.board_targets import add_board_means
-
+def test_pins_with_boards_equal_a_loop(bound: ModuleType) -> None:
     rng = np.random.default_rng(1)
     pins = bound.normalise(rng.normal(size=(9, 4)))
-    means = rng.normal(size=(3, 4)).astype(np.float32)
+    means = rng.normal(size=(3, 4)).astype(np.float16)
     means[2] = 0.0  # a board with no pin before the cut
-    pin_boards = bound.Groups(np.array([0, 0, 1, 3, 3, 3, 5, 8]), np.array([0, 1, 1, 0, 1, 2, 2, 0]), n=9)
-    got = bound.pins_with_boards(pins, means, pin_boards, 0.7)
-    want = pins.copy()
-    assert add_board_means(want, (pin_boards.indptr, pin_boards.values), means, 0.7, 0, 9, 4) == 4
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    pin_of = np.array([0, 0, 1, 3, 3, 3, 5, 8])  # pins 2, 4, 6, 7 in no board; pin 5 only in the empty one
+    board_of = np.array([0, 1, 1, 0, 1, 2, 2, 0])
+    got = bound.pins_with_boards(pins, means, bound.Groups(pin_of, board_of, n=9), 0.7)
+    for p in range(9):
+        total = sum((means[b].astype(np.float64) for b, q in zip(board_of, pin_of, strict=True) if q == p), np.zeros(4))
+        norm = np.linalg.norm(total)
+        want = pins[p] + (0.7 * total / norm if norm > 0 else 0.0)
+        np.testing.assert_allclose(got[p], want / np.linalg.norm(want), rtol=1e-5, atol=1e-6)
     assert np.array_equal(got[[2, 4, 5, 6, 7]], pins[[2, 4, 5, 6, 7]])  # no board, or only the empty one
 
 
@@ -156,3 +155,19 @@ def test_main_refuses_targets_that_carry_their_boards_already(
     (run / "content" / "manifest.json").write_text(json.dumps({"metrics": {"pin_target_boards": 1.0}}))
     assert bound.main([str(run), "--split-date", "2013-04-01"]) == 2
     assert "board-aware already (content.pin_target_boards)" in capsys.readouterr().err
+
+
+def test_main_centred_reports_pair_cosines_and_moves_the_board_vectors(
+    bound: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run = _run_dir(tmp_path / "run")
+    results = []
+    for extra in ([], ["--centred"]):
+        assert bound.main([str(run), "--split-date", "2013-04-01", "--k", "1", *extra]) == 0
+        results.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    plain, centred = results
+    assert (plain["centred"], centred["centred"]) == (False, True)
+    assert plain["pair_cosine_mean_pins"] == centred["pair_cosine_mean_pins"]  # the pins as they are: no boards
+    # the mean of the pins from before the cut (0, 1, 4) is taken out of each board's mean: the pins
+    # carrying their boards move, and their pairs' cosines with them
+    assert plain["pair_cosine_mean_graph_pins"] != centred["pair_cosine_mean_graph_pins"]

@@ -55,6 +55,7 @@ def test_writes_metrics_report_and_baselines(run: tuple[Path, Any]) -> None:
     assert {"opaque", "readable", "degree 1", "new_pages", "unseen_domains"} <= set(metrics["slices"])
     assert metrics["slices"]["new_pages"]["share"] == 1.0  # a time split: every test page is new
     assert metrics["pin_target_boards"] == 0.0  # the pins' own targets: the report says nothing of the space
+    assert metrics["pin_target_boards_centred"] is False
     assert set(metrics["targets"]) >= {"graph_vs_content_only", "negative_p95_below_0.25"}
     for name in ("content_only", "single_dim_16"):
         assert (out / "baselines" / name / "model.pt").exists() and (out / "baselines" / name / "key.txt").exists()
@@ -125,4 +126,7 @@ def test_the_report_says_when_the_targets_are_board_aware() -> None:
     metrics = {"num_queries": 10, "split": "test", "split_pages": 12, "positives": "links", "skipped_baselines": {}}
     assert not any("board-aware" in n for n in _notes({**metrics, "pin_target_boards": 0.0}))
     (note,) = [n for n in _notes({**metrics, "pin_target_boards": 0.5}) if "board-aware" in n]
-    assert "content.pin_target_boards = 0.5" in note and "does not compare" in note
+    assert "content.pin_target_boards = 0.5" in note and "does not compare" in note and "centred" not in note
+    centred = {**metrics, "pin_target_boards": 1.0, "pin_target_boards_centred": True}
+    (note,) = [n for n in _notes(centred) if "board-aware" in n]
+    assert "boards' mean, centred)" in note

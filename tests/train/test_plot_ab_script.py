@@ -176,8 +176,26 @@ def test_absolute_mode_reads_several_archives_and_plots_one_dim_variants_as_poin
     out = tmp_path / "plot.png"
     args = [str(first), str(out), "--absolute", "--also", str(second), "--variants", "base=titles,w256,d64=single 64"]
     assert plot_ab.main(args) == 0 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = {**plot_ab.read_metrics(str(first)), **plot_ab.read_metrics(str(second))}
+    series = plot_ab.absolute_series(metrics, {"base": "titles", "d64": "single 64", "w256": ""})
+    assert series["titles"] == ([16, 64, 256], [0.40, 0.60, 0.66])
+    assert series["single 64"] == ([64], [0.61]) and series["w256"][0] == [16, 64, 256]  # one dim: a point
     clash = [str(first), str(tmp_path / "c.png"), "--absolute", "--also", str(first), "--variants", "base"]
     assert plot_ab.main(clash) == 1
     assert "variants base are in an earlier archive too" in capsys.readouterr().err
     assert plot_ab.main([str(first), str(tmp_path / "d.png"), "--variants", "base"]) == 2  # relative needs --base
     assert "--base is required unless --absolute" in capsys.readouterr().err
+
+
+def test_a_variant_twice_in_one_archive_is_an_error(
+    plot_ab: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tgz = tmp_path / "ab.tgz"
+    with tarfile.open(tgz, "w:gz") as tar:
+        for run in ("reddit-ab", "bw1.0-ab"):  # two run dirs' A/Bs, each with a variant "base"
+            blob = json.dumps(_metrics(BASE)).encode()
+            info = tarfile.TarInfo(f"tmp/runs/{run}/base/evaluate/metrics.json")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    assert plot_ab.main([str(tgz), str(tmp_path / "p.png"), "--absolute", "--variants", "base"]) == 1
+    assert "variant 'base' is in it twice" in capsys.readouterr().err

@@ -17,12 +17,15 @@ from linksage.update.run import update
 AWARE = ("content.pin_target_boards=0.8",)
 
 
-def test_new_pins_get_board_aware_targets_and_old_rows_stay(tmp_path: Path, day: Path) -> None:
+@pytest.mark.parametrize("centred", [False, True])
+def test_new_pins_get_board_aware_targets_and_old_rows_stay(tmp_path: Path, day: Path, centred: bool) -> None:
+    """A day's new pins against the run's stored means (centred ones too: the day does not centre again)."""
+    aware = (*AWARE, f"content.pin_target_boards_centred={str(centred).lower()}")
     run = tmp_path / "run"
-    run_stages(config(AWARE), run, ["embed"])
+    run_stages(config(aware), run, ["embed"])
     before = np.load(run / "content" / "pin_target.npy")
     means = np.load(run / "content" / bt.MEANS_FILE).astype(np.float32)
-    summary = update(config(AWARE), run, day, DAY)
+    summary = update(config(aware), run, day, DAY)
     after = np.load(run / "content" / "pin_target.npy")
     n_old = len(before)
     assert len(after) > n_old and np.array_equal(after[:n_old], before)  # bit for bit

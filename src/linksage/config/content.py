@@ -55,6 +55,11 @@ class ContentConfig:
             raise ConfigError(f"content.pin_target_boards: must be a finite weight >= 0, got {self.pin_target_boards}")
         if self.pin_target_boards_centred and not self.pin_target_boards:
             raise ConfigError("content.pin_target_boards_centred: needs content.pin_target_boards > 0, got 0.0")
+        if self.pin_target_boards_before and not self.pin_target_boards:
+            raise ConfigError(
+                f"content.pin_target_boards_before: needs content.pin_target_boards > 0, got 0.0 "
+                f"(with {self.pin_target_boards_before!r}, which would only force the content stage to run again)"
+            )
         if self.pin_target_boards_before:
             parse_date("pin_target_boards_before", self.pin_target_boards_before, section="content")
         if self.max_images_per_page < 0:

@@ -82,9 +82,7 @@ def run(ctx: StageContext) -> StageResult:
             "device": device,
             "model_meta": meta,
             # the space every score is in: 0 = the pins' own targets (content.pin_target_boards)
-            "pin_target_boards": float(
-                ctx.upstream_manifest("content").get("metrics", {}).get("pin_target_boards", 0.0)
-            ),
+            **_target_space(ctx.upstream_manifest("content")),
         },
     )
     timings["metrics_s"] = time.perf_counter() - t
@@ -257,6 +255,16 @@ def _write_per_query(path: Path, ev: Evaluation, qs: QuerySet) -> None:
         pq.write_table(pa.table(cols), tmp)
 
 
+def _target_space(content_manifest: dict[str, Any]) -> dict[str, Any]:
+    """What the content stage made the pins' targets: its ``content.pin_target_boards`` weight (0 = their own)
+    and whether the boards' means were centred."""
+    recorded = content_manifest.get("metrics", {})
+    return {
+        "pin_target_boards": float(recorded.get("pin_target_boards", 0.0)),
+        "pin_target_boards_centred": bool(recorded.get("pin_target_boards_centred", False)),
+    }
+
+
 def _notes(metrics: dict[str, Any]) -> list[str]:
     notes = [
         f"Queries: {metrics['num_queries']:,} pages of the {metrics['split']} split "
@@ -267,8 +275,8 @@ def _notes(metrics: dict[str, Any]) -> list[str]:
     if metrics.get("pin_target_boards"):
         notes.append(
             f"Pin targets are board-aware (content.pin_target_boards = {metrics['pin_target_boards']:g}: each pin's "
-            "target plus its boards' mean): every score is in that space and does not compare with a run on the "
-            "pins' own targets."
+            f"target plus its boards' mean{', centred' if metrics.get('pin_target_boards_centred') else ''}): every "
+            "score is in that space and does not compare with a run on the pins' own targets."
         )
     for name, reason in metrics["skipped_baselines"].items():
         notes.append(f"Baseline {name} not run: {reason}")
