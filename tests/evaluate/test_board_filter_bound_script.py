@@ -6,6 +6,7 @@ import importlib
 import json
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -117,12 +118,18 @@ def _run_dir(root: Path) -> Path:
     return root
 
 
+def _result(bound: ModuleType, args: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    """main(args) succeeds; the JSON object of its last line."""
+    assert bound.main(args) == 0
+    result: dict[str, Any] = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    return result
+
+
 def test_main_scores_the_test_pages_against_all_pins_and_their_boards(
     bound: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = _run_dir(tmp_path / "run")
-    assert bound.main([str(run), "--split-date", "2013-04-01", "--k", "1"]) == 0
-    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    result = _result(bound, [str(run), "--split-date", "2013-04-01", "--k", "1"], capsys)
     assert result["queries"] == 2 and result["opaque_queries"] == 1  # pages 2 and 3; "x7" shares no word
     # k = 1: page 2 finds pin 2 either way; page 3's top pin overall is the bird pin 4 (another board),
     # within its board {0, 2, 3} its top pin is 3 itself (the least cat-like of them)
@@ -161,11 +168,9 @@ def test_main_centred_reports_pair_cosines_and_moves_the_board_vectors(
     bound: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run = _run_dir(tmp_path / "run")
-    results = []
-    for extra in ([], ["--centred"]):
-        assert bound.main([str(run), "--split-date", "2013-04-01", "--k", "1", *extra]) == 0
-        results.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
-    plain, centred = results
+    plain, centred = (
+        _result(bound, [str(run), "--split-date", "2013-04-01", "--k", "1", *x], capsys) for x in ([], ["--centred"])
+    )
     assert (plain["centred"], centred["centred"]) == (False, True)
     assert plain["pair_cosine_mean_pins"] == centred["pair_cosine_mean_pins"]  # the pins as they are: no boards
     # the mean of the pins from before the cut (0, 1, 4) is taken out of each board's mean: the pins

@@ -30,8 +30,7 @@ import scipy.sparse as sp
 
 from linksage.config import ConfigError
 from linksage.config.train import TrainConfig, parse_date
-from linksage.errors import InputError
-from linksage.graph.csr import CSR, csr_from_edges
+from linksage.graph.csr import CSR, csr_from_edges, index_column
 from linksage.train.pin_means import eligible_pins
 
 MEANS_FILE = "board_target_mean.npy"
@@ -67,14 +66,8 @@ def read_pin_boards(ingest: Path, n_pins: int) -> tuple[CSR, int]:
     path = ingest / "board_pins.parquet"
     table = pq.read_table(path, columns=["pin_idx", "board_idx"])
     n_boards = pq.read_metadata(ingest / "boards.parquet").num_rows
-    pins = table["pin_idx"].to_numpy()
-    boards = table["board_idx"].to_numpy()
-    for column, values, n in (("pin_idx", pins, n_pins), ("board_idx", boards, n_boards)):
-        bad = np.flatnonzero((values < 0) | (values >= n))
-        if len(bad):
-            row = int(bad[0])
-            msg = f"{column} must be in 0..{n - 1}"
-            raise InputError(msg, file=path, row=row, column=column, value=int(values[row]))
+    pins = index_column(table, "pin_idx", n_pins, path)
+    boards = index_column(table, "board_idx", n_boards, path)
     return csr_from_edges(pins, boards, n_pins), n_boards
 
 
@@ -98,13 +91,14 @@ def board_target_means(
         hi = min(lo + chunk_rows, n_pins)
         a, b = int(indptr[lo]), int(indptr[hi])
         pin = np.repeat(np.arange(hi - lo), np.diff(indptr[lo : hi + 1]))
-        keep = np.asarray(is_eligible[lo:hi], dtype=bool)[pin]
+        ok = np.asarray(is_eligible[lo:hi], dtype=bool)
+        keep = ok[pin]
         touched, row = np.unique(np.asarray(indices[a:b], dtype=np.int64)[keep], return_inverse=True)
         member = sp.csr_matrix((np.ones(len(row)), (row, pin[keep])), shape=(len(touched), hi - lo))
         chunk = np.asarray(targets[lo:hi], dtype=np.float64)
         sums[touched] += member @ chunk
         counts[touched] += np.bincount(row, minlength=len(touched))
-        total += chunk[np.asarray(is_eligible[lo:hi], dtype=bool)].sum(axis=0)
+        total += chunk[ok].sum(axis=0)
     has = counts > 0
     means = np.divide(sums, counts[:, None], out=np.zeros_like(sums), where=has[:, None])
     if centre and is_eligible.any():

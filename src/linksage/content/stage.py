@@ -114,8 +114,10 @@ def run(ctx: StageContext) -> StageResult:
     # the widest target these inputs can give; train.dims beyond it would fail only at the train stage
     widest = given or text.dim + (images.dim if images is not None and pin_images else 0)
     check_dims(ctx.config.train.dims, target_dim=widest)
-    if cfg.pin_target_boards > 0:  # a cut-off that would leak fails now, not after the encoding
-        board_targets.cutoff_seconds(cfg.pin_target_boards_before, ctx.config.train)
+    # board-aware targets: a cut-off that would leak fails now, not after the encoding
+    before = (
+        board_targets.cutoff_seconds(cfg.pin_target_boards_before, ctx.config.train) if cfg.pin_target_boards else None
+    )
 
     t0 = time.perf_counter()
     counts.update(write_page_text(pages, n_pages, text, cfg.chunk_rows, ctx.out))
@@ -149,7 +151,7 @@ def run(ctx: StageContext) -> StageResult:
         target = open_array(ctx.out / "pin_target.npy", (n_pins, dim))
         counts.update(write_computed_targets(pin_text, with_image, target, cfg.chunk_rows))
     if cfg.pin_target_boards > 0:
-        counts["pin_targets_with_boards"] = _board_aware(ctx, ingest, target, n_pins)
+        counts["pin_targets_with_boards"] = _board_aware(cfg, ingest, target, before, ctx.out)
     target.flush()
     timings["targets_s"] = round(time.perf_counter() - t0, 3)
     timings["text_encode_s"] = round(text.encode_s, 3)
@@ -181,18 +183,17 @@ def run(ctx: StageContext) -> StageResult:
     return StageResult(counts={k: int(v) for k, v in counts.items()}, metrics=metrics, timings=timings)
 
 
-def _board_aware(ctx: StageContext, ingest: Path, target: np.ndarray, n_pins: int) -> int:
-    """Turn ``target`` into board-aware targets in place (content/board_targets.py) and write the boards'
-    means beside it; returns how many pins' targets changed."""
-    cfg: ContentConfig = ctx.config.content
-    before = board_targets.cutoff_seconds(cfg.pin_target_boards_before, ctx.config.train)
+def _board_aware(cfg: ContentConfig, ingest: Path, target: np.ndarray, before: int | None, out: Path) -> int:
+    """Turn ``target`` into board-aware targets in place (content/board_targets.py; ``before``: the checked
+    cut-off, unix seconds) and write the boards' means into ``out``; returns how many pins' targets changed."""
+    n_pins = len(target)
     pin_boards, n_boards = board_targets.read_pin_boards(ingest, n_pins)
     created = time_column(ingest / "pins.parquet", "pin_idx", "created_at", n_pins)
     is_eligible = board_targets.eligible(target, created, before, cfg.chunk_rows)
     means = board_targets.board_target_means(
         target, pin_boards, n_boards, is_eligible, cfg.chunk_rows, centre=cfg.pin_target_boards_centred
     )
-    np.save(ctx.out / board_targets.MEANS_FILE, means)
+    np.save(out / board_targets.MEANS_FILE, means)
     changed = board_targets.add_board_means(target, pin_boards, means, cfg.pin_target_boards, 0, n_pins, cfg.chunk_rows)
     log.event("content: board-aware targets", weight=cfg.pin_target_boards, pins_changed=changed, boards=n_boards)
     return changed

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from linksage.config.graph import GraphConfig
 from linksage.errors import InputError
 from linksage.graph import cohesion, near_duplicates, prune
-from linksage.graph.csr import CSR, csr_pair, save_csr
+from linksage.graph.csr import CSR, csr_pair, index_column, save_csr
 from linksage.graph.schema import EDGE_TYPES, NODE_TYPES, UNDIRECTED
 
 Edges = tuple[np.ndarray, np.ndarray]  # (a, b) int64 node indices of one undirected edge type
@@ -68,8 +68,8 @@ def read_inputs(ingest_dir: Path, content_dir: Path | None = None) -> GraphInput
         "domain": _rows(ingest_dir / "domains.parquet", required=False),
     }
     links = _read(ingest_dir / "links.parquet", ["pin_idx", "page_idx"], ("cohesion",))
-    link_pin = _index_column(links, "pin_idx", counts["pin"], ingest_dir / "links.parquet")
-    link_page = _index_column(links, "page_idx", counts["page"], ingest_dir / "links.parquet")
+    link_pin = index_column(links, "pin_idx", counts["pin"], ingest_dir / "links.parquet")
+    link_page = index_column(links, "page_idx", counts["page"], ingest_dir / "links.parquet")
     if "cohesion" in links.column_names:
         given = links.column("cohesion").to_numpy(zero_copy_only=False).astype(np.float32)
     else:
@@ -83,14 +83,14 @@ def read_inputs(ingest_dir: Path, content_dir: Path | None = None) -> GraphInput
     bp_path = ingest_dir / "board_pins.parquet"
     if Path.exists(bp_path):
         bp = _read(bp_path, ["board_idx", "pin_idx"])
-        board = _index_column(bp, "board_idx", counts["board"], bp_path)
-        board_pin = _index_column(bp, "pin_idx", counts["pin"], bp_path)
+        board = index_column(bp, "board_idx", counts["board"], bp_path)
+        board_pin = index_column(bp, "pin_idx", counts["pin"], bp_path)
     else:
         board = board_pin = np.zeros(0, np.int64)
     pages = _read(ingest_dir / "pages.parquet", ["page_idx"], ("domain_idx",))
     _check_dense(pages, "page_idx", ingest_dir / "pages.parquet")
     if "domain_idx" in pages.column_names:
-        page_domain = _index_column(pages, "domain_idx", counts["domain"], ingest_dir / "pages.parquet", null=-1)
+        page_domain = index_column(pages, "domain_idx", counts["domain"], ingest_dir / "pages.parquet", null=-1)
     else:
         page_domain = np.full(counts["page"], -1, np.int64)
     inputs = GraphInputs(counts, link_pin, link_page, given, board, board_pin, page_domain)
@@ -287,22 +287,6 @@ def _read(path: Path, columns: list[str], optional: tuple[str, ...] = ()) -> pa.
         if col not in names:
             raise InputError("missing column", file=path, column=col)
     return pq.read_table(path, columns=columns + [c for c in optional if c in names])
-
-
-def _index_column(table: pa.Table, column: str, n: int, path: Path, null: int | None = None) -> np.ndarray:
-    """An index column as int64, checked to lie in [0, n); nulls become ``null`` (or are an error)."""
-    col = table.column(column)
-    if col.null_count:
-        if null is None:
-            row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
-            raise InputError("null index", file=path, row=row, column=column)
-        col = col.fill_null(null)
-    values = col.to_numpy(zero_copy_only=False).astype(np.int64)
-    bad = (values >= n) | ((values < 0) if null is None else (values < null))
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise InputError(f"index out of range [0, {n})", file=path, row=row, column=column, value=int(values[row]))
-    return values
 
 
 def _check_dense(table: pa.Table, column: str, path: Path) -> None:

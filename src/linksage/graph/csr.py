@@ -1,15 +1,35 @@
-"""CSR arrays of one edge type and direction: build from edge lists, save as ``.npy``, memory-map back."""
+"""CSR arrays of one edge type and direction: build from edge lists (checked index columns of the ingest
+tables), save as ``.npy``, memory-map back."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 from numba import njit
 
+from linksage.errors import InputError
 from linksage.graph.schema import csr_stem
 
 CSR = tuple[np.ndarray, np.ndarray]  # (indptr int64 (n_src + 1,), indices int32 (nnz,))
+
+
+def index_column(table: pa.Table, column: str, n: int, path: Path, null: int | None = None) -> np.ndarray:
+    """An ingest table's index column as int64, checked to lie in [0, n); nulls become ``null`` (or are an
+    error). A bad row is an ``InputError`` naming the file, row, column and value."""
+    col = table.column(column)
+    if col.null_count:
+        if null is None:
+            row = int(np.flatnonzero(col.is_null().to_numpy(zero_copy_only=False))[0])
+            raise InputError("null index", file=path, row=row, column=column)
+        col = col.fill_null(null)
+    values = col.to_numpy(zero_copy_only=False).astype(np.int64)
+    bad = (values >= n) | ((values < 0) if null is None else (values < null))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise InputError(f"index out of range [0, {n})", file=path, row=row, column=column, value=int(values[row]))
+    return values
 
 
 def csr_from_edges(src: np.ndarray, dst: np.ndarray, n_src: int) -> CSR:
